@@ -1,0 +1,71 @@
+"""The environment contract: a Gymnasium `Env` whose observations and actions are text.
+
+    obs, info = env.reset(seed=None, options=None)
+    obs, reward, terminated, truncated, info = env.step(action)
+
+`info` always carries:
+- ``admissible_actions`` (list[str]): the legal actions now (empty list where the env has none);
+- ``anchor`` (str): a canonical key of the env state. Equal states give equal anchors whatever the
+  history and the wording of the feedback; different states give different anchors;
+- ``won`` (bool): the task is solved;
+- ``task_type`` (str): the family of the task, for per-type result tables;
+- ``task_id`` (str): which task of the suite is being played.
+Envs that know a solution put the next expert action in ``info["expert_action"]`` when they were
+made with ``expert=True`` (it may cost extra planning, so it is opt-in).
+
+Tasks: an env holds a finite, ordered suite of tasks (`num_tasks`). ``reset(options={"task_index": i})``
+plays task i; without it the task is drawn from the env's RNG, which ``reset(seed=...)`` seeds. Two
+resets with the same task index and seed start from identical states: that is what group rollouts need.
+"""
+
+from __future__ import annotations
+
+import string
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import gymnasium as gym
+from gymnasium import spaces
+
+REQUIRED_INFO_KEYS = ("admissible_actions", "anchor", "won", "task_type", "task_id")
+
+# Observations and actions are printable ASCII; gymnasium's Text default charset has no spaces.
+MAX_TEXT_LENGTH = 65536
+
+
+def text_space(max_length: int = MAX_TEXT_LENGTH) -> spaces.Text:
+    return spaces.Text(min_length=0, max_length=max_length, charset=string.printable)
+
+
+def to_printable(text: str) -> str:
+    """Fold text into the printable-ASCII charset of `text_space` (engines emit some unicode)."""
+    allowed = set(string.printable)
+    return "".join(ch if ch in allowed else "?" for ch in text)
+
+
+class TextEnv(gym.Env[str, str], ABC):
+    """Base class for agent-rl environments. Subclasses implement `num_tasks`, `reset` and `step`."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = text_space()
+        self.action_space = text_space()
+
+    @property
+    @abstractmethod
+    def num_tasks(self) -> int:
+        """How many tasks the env's suite (split) holds."""
+
+    def task_index(self, options: dict[str, Any] | None) -> int:
+        """Resolve the task to play from reset options, or draw one from the seeded RNG."""
+        options = options or {}
+        unknown = set(options) - {"task_index"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; the only option is 'task_index'")
+        if "task_index" not in options:
+            return int(self.np_random.integers(self.num_tasks))
+        index = options["task_index"]
+        if not isinstance(index, int) or not 0 <= index < self.num_tasks:
+            raise ValueError(f"task_index must be an int in [0, {self.num_tasks}), got {index!r}")
+        return index
