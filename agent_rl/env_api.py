@@ -9,7 +9,8 @@
   history and the wording of the feedback; different states give different anchors;
 - ``won`` (bool): the task is solved;
 - ``task_type`` (str): the family of the task, for per-type result tables;
-- ``task_id`` (str): which task of the suite is being played.
+- ``task_id`` (str): which task of the suite is being played;
+- ``task`` (str): the instruction the agent is given (the memory puts it at the top of every prompt).
 Envs that know a solution put the next expert action in ``info["expert_action"]`` when they were
 made with ``expert=True`` (it may cost extra planning, so it is opt-in).
 
@@ -27,7 +28,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 from gymnasium import spaces
 
-REQUIRED_INFO_KEYS = ("admissible_actions", "anchor", "won", "task_type", "task_id")
+REQUIRED_INFO_KEYS = ("admissible_actions", "anchor", "won", "task_type", "task_id", "task")
 
 # Observations and actions are printable ASCII; gymnasium's Text default charset has no spaces.
 MAX_TEXT_LENGTH = 65536

@@ -1,0 +1,1 @@
+"""Tools that agent-rl's tool environments call, installed as `agent_rl.tools`."""
