@@ -28,6 +28,7 @@ class PolicyOutput:
     prompt_ids: list[int] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    entropy: list[float] | None = None  # per sampled token, where the policy computes it
 
 
 class Policy(Protocol):

@@ -1,0 +1,140 @@
+"""Typed configuration: dataclasses whose comments are the documentation, YAML on top (OmegaConf).
+
+`load_config(path, overrides)` merges a YAML file and `a.b=c` overrides onto these defaults; a key
+that is not a field here is an error naming the key, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from agent_rl.policy.hf import LoraSettings
+from agent_rl.policy.tiny import TinyModelConfig
+
+
+@dataclass
+class EnvConfig:
+    id: str = "textworld/demo-v0"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to make(); e.g. {max_steps: 30}
+    train_split: str = "train"
+    eval_split: str = "test"
+    max_turns: int = 8  # agent turns per episode (ALFWorld papers: 50; the demo quests need <= 4)
+    history_window: int = 2  # K previous steps in each prompt (seed papers: 2)
+
+
+@dataclass
+class ModelConfig:
+    path: str | None = None  # a model directory, a .gguf file, or a hub name; None builds the tiny model
+    gguf_file: str | None = None
+    dtype: str = "float32"  # bf16 is slower than fp32 on CPUs without AMX
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+@dataclass
+class RolloutConfig:
+    tasks_per_iteration: int = 8  # seed papers: 16
+    group_size: int = 8  # G rollouts per task from the same seed (seed papers: 8)
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "gigpo"
+    params: dict[str, Any] = field(default_factory=dict)  # overrides of the method's config (see `agent-rl algos`)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6  # seed papers' value for 1.5B-7B models
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class PPOConfig:
+    epochs: int = 1
+    mini_batch_rows: int = 64  # rows per optimizer step
+    micro_batch_rows: int = 16  # rows per forward/backward (gradient accumulation inside a mini-batch)
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float | None = 3.0  # None disables dual-clip
+    kl_coef: float = 0.0  # > 0 adds low-variance KL to a frozen copy of the starting policy (papers: 0.01)
+
+
+@dataclass
+class SFTConfig:
+    enabled: bool = True  # warm-start on expert demonstrations before RL
+    episodes_per_task: int = 1  # expert episodes per training task
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_rows: int = 32
+
+
+@dataclass
+class EvalConfig:
+    seeds: list[int] = field(default_factory=lambda: [0])
+    episodes: int | None = None  # per seed; None = every task of the split once
+    temperature: float = 0.0  # 0 = greedy, which makes results independent of the batch size
+    every: int = 0  # evaluate on the eval split every N iterations (0 = only before and after)
+
+
+@dataclass
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    iterations: int = 20
+    seed: int = 0
+    out_dir: str = "runs/demo"
+    checkpoint_every: int = 1  # iterations between checkpoints
+    keep_checkpoints: int = 2
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults <- YAML file <- `a.b=c` overrides, validated against `TrainConfig`."""
+    base = OmegaConf.structured(TrainConfig)
+    try:
+        layers = [base]
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"config file {str(path)!r} does not exist")
+            try:
+                layers.append(OmegaConf.load(path))
+            except yaml.YAMLError as err:
+                raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like key.sub=value")
+        layers.append(OmegaConf.from_dotlist(list(overrides or [])))
+        merged = OmegaConf.merge(*layers)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"bad configuration: {_first_line(err)}") from err
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def to_yaml(config: TrainConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]
+

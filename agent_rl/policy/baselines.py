@@ -1,0 +1,54 @@
+"""Reference policies that need no model: the env's expert and a uniformly random player."""
+
+from __future__ import annotations
+
+import random
+
+from agent_rl.policy.base import PolicyOutput, PolicyRequest
+from agent_rl.policy.chat import ChatCodec
+from agent_rl.rollout.parsing import format_action
+
+
+class ExpertPolicy:
+    """Plays `info["expert_action"]`, which envs provide when made with `expert=True`.
+
+    Given a `ChatCodec`, it also records prompt and response token ids, so its episodes are
+    supervised fine-tuning data for that model (the ids stored are the ids trained).
+    """
+
+    needs_expert = True
+
+    def __init__(self, codec: ChatCodec | None = None) -> None:
+        self.codec = codec
+
+    def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
+        outputs = []
+        for request in requests:
+            if "expert_action" not in request.info:
+                raise ValueError("the env gives no info['expert_action']: make it with expert=True")
+            text = format_action(request.info["expert_action"])
+            if self.codec is None:
+                outputs.append(PolicyOutput(text=text))
+                continue
+            prompt_text, prompt_ids = self.codec.encode_prompt(request.messages)
+            outputs.append(PolicyOutput(text=text, prompt_text=prompt_text, prompt_ids=prompt_ids,
+                                        token_ids=self.codec.encode_response(text)))
+        return outputs
+
+
+class RandomPolicy:
+    """Picks uniformly among the admissible actions (a lower bound every trained agent must beat)."""
+
+    needs_expert = False
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+
+    def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
+        outputs = []
+        for request in requests:
+            actions = request.info.get("admissible_actions")
+            if not actions:
+                raise ValueError("the random policy needs info['admissible_actions'], which this env does not give")
+            outputs.append(PolicyOutput(text=format_action(self.rng.choice(actions))))
+        return outputs

@@ -1,0 +1,148 @@
+"""A transformers causal LM as a batched policy: one `generate` call per turn for every live episode."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from agent_rl.policy.base import PolicyOutput, PolicyRequest
+from agent_rl.policy.chat import ChatCodec
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters through peft; off by default (the tiny model trains all its weights)."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+def load_model_and_tokenizer(
+    path: str,
+    gguf_file: str | None = None,
+    lora: LoraSettings | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load any causal LM transformers can: a local directory, a hub name (network allowed), or a GGUF file.
+
+    A path ending in `.gguf` is read as `gguf_file` inside its directory (transformers dequantises it).
+    """
+    if path.endswith(".gguf"):
+        path, gguf_file = str(Path(path).parent), Path(path).name
+    local = Path(path)
+    looks_local = local.is_absolute() or path.startswith((".", "~")) or local.exists()
+    if looks_local and not local.expanduser().exists():
+        raise FileNotFoundError(
+            f"model path {path!r} does not exist; give a model directory, a .gguf file, or a hub name"
+        )
+    if gguf_file and not (local / gguf_file).exists():
+        raise FileNotFoundError(f"GGUF file {gguf_file!r} not found in {path!r}")
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
+    except OSError as err:
+        offline = " (this machine is offline: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise FileNotFoundError(f"could not load model {path!r}{offline}: {err}") from err
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # batching needs a pad id; pads are masked anyway
+    if lora is not None and lora.enabled:
+        from peft import LoraConfig, get_peft_model  # optional extra: agent-rl[lora]
+
+        model = get_peft_model(
+            model,
+            LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM"),
+        )
+    return model.to(device), tokenizer
+
+
+class HFPolicy:
+    """Samples responses and records the exact prompt ids, sampled ids and their log-probs.
+
+    Log-probs are taken under the distribution that was sampled from (logits / temperature, no
+    top-k / top-p truncation), which is the distribution the trainer recomputes: PPO ratios start at 1.
+    With temperature 0 decoding is greedy and log-probs are those of the untempered model.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        temperature: float = 1.0,
+        max_new_tokens: int = 64,
+    ) -> None:
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        self.model = model
+        self.codec = ChatCodec(tokenizer)
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
+
+    @property
+    def logprob_temperature(self) -> float:
+        return self.temperature if self.temperature > 0 else 1.0
+
+    @torch.no_grad()
+    def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
+        if not requests:
+            return []
+        tokenizer = self.codec.tokenizer
+        prompts = [self.codec.encode_prompt(r.messages) for r in requests]
+        width = max(len(ids) for _, ids in prompts)
+        pad = tokenizer.pad_token_id
+        device = self.model.device
+        # Left padding keeps every prompt's last token at the same column for batched decoding.
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids in prompts], device=device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for _, ids in prompts], device=device)
+        sampling = self.temperature > 0
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention,
+            do_sample=sampling,
+            temperature=self.temperature if sampling else None,
+            top_k=0 if sampling else None,
+            top_p=1.0 if sampling else None,
+            max_new_tokens=self.max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        self.model.train(was_training)
+        new_ids = out.sequences[:, width:]
+        logits = torch.stack(out.logits, dim=1).float() / self.logprob_temperature
+        logp_all = torch.log_softmax(logits, dim=-1)
+        token_logp = logp_all.gather(-1, new_ids.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        outputs = []
+        for row, (prompt_text, prompt_ids) in enumerate(prompts):
+            ids = new_ids[row].tolist()
+            length = _length_through_eos(ids, tokenizer.eos_token_id)
+            ids = ids[:length]
+            outputs.append(
+                PolicyOutput(
+                    text=self.codec.decode_response(ids),
+                    prompt_text=prompt_text,
+                    prompt_ids=prompt_ids,
+                    token_ids=ids,
+                    logprobs=token_logp[row, :length].tolist(),
+                    entropy=entropy[row, :length].tolist(),
+                )
+            )
+        return outputs
+
+
+def _length_through_eos(ids: list[int], eos: int) -> int:
+    """Length of a sampled row up to and including its first EOS (the tokens after it are padding)."""
+    return ids.index(eos) + 1 if eos in ids else len(ids)
