@@ -1,0 +1,51 @@
+"""Credit assignment: one module per method under one interface, pure functions of `StepRows`.
+
+    from agent_rl.credit import make_credit
+    advantages = make_credit("gigpo", gamma=0.9)(StepRows.from_trajectories(batch))  # one per step row
+"""
+
+from agent_rl.credit.base import (
+    CreditAssigner,
+    CreditConfig,
+    CreditSpec,
+    available_credit,
+    credit_spec,
+    make_credit,
+    register_credit,
+)
+from agent_rl.credit.gigpo import GiGPO, GiGPOConfig
+from agent_rl.credit.grpo import GRPO, GRPOConfig, episode_advantage
+from agent_rl.credit.returns import discounted_returns, invalid_penalty, step_returns
+from agent_rl.credit.stats import (
+    combine_codes,
+    first_per_segment,
+    normalize_in_segments,
+    segment_stats,
+    zero_advantage_fraction,
+)
+
+register_credit("grpo", GRPO, "GRPO / Dr.GRPO: one group-normalised episode outcome per trajectory")
+register_credit("gigpo", GiGPO, "GiGPO: episode-relative plus anchor-state step-relative advantage")
+
+__all__ = [
+    "GRPO",
+    "CreditAssigner",
+    "CreditConfig",
+    "CreditSpec",
+    "GRPOConfig",
+    "GiGPO",
+    "GiGPOConfig",
+    "available_credit",
+    "combine_codes",
+    "credit_spec",
+    "discounted_returns",
+    "episode_advantage",
+    "first_per_segment",
+    "invalid_penalty",
+    "make_credit",
+    "normalize_in_segments",
+    "register_credit",
+    "segment_stats",
+    "step_returns",
+    "zero_advantage_fraction",
+]
