@@ -63,10 +63,12 @@ class EpisodeRecord:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (one line of a records JSONL)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpisodeRecord:
+        """Inverse of `to_dict`."""
         return cls(**data)
 
 
@@ -91,6 +93,7 @@ class EvalProtocol:
         object.__setattr__(self, "seeds", tuple(self.seeds))  # a YAML / JSON list arrives as a list
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; equal protocols give equal dicts, also after a JSON round trip."""
         return {**dataclasses.asdict(self), "seeds": list(self.seeds)}
 
 
