@@ -2,6 +2,8 @@
 
     from agent_rl.credit import make_credit
     advantages = make_credit("gigpo", gamma=0.9)(StepRows.from_trajectories(batch))  # one per step row
+
+Importing this package registers the built-in methods; `available_credit()` lists them.
 """
 
 from agent_rl.credit.base import (

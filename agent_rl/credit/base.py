@@ -36,7 +36,9 @@ def check_choice(name: str, value: Any, allowed: Collection[Any]) -> None:
         raise ValueError(f"{name}={value!r}: expected one of {sorted(allowed)}")
 
 
-def check_range(name: str, value: float, low: float, high: float = float("inf"), *, low_open: bool = False) -> None:
+def check_range(
+    name: str, value: float, low: float, high: float = float("inf"), *, low_open: bool = False
+) -> None:
     """Raise ValueError unless low <= value <= high (low < value when `low_open`)."""
     if not (low < value if low_open else low <= value) or not value <= high:
         bracket = "(" if low_open else "["
@@ -59,7 +61,9 @@ class CreditAssigner(ABC):
     def __init__(self, config: CreditConfig | None = None) -> None:
         config = self.config_cls() if config is None else config
         if not isinstance(config, self.config_cls):
-            raise TypeError(f"{type(self).__name__} takes a {self.config_cls.__name__}, got {type(config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.config_cls.__name__}, got {type(config).__name__}"
+            )
         self.config = config
 
     @abstractmethod
@@ -86,7 +90,9 @@ _REGISTRY: dict[str, CreditSpec] = {}
 def register_credit(name: str, assigner: type[CreditAssigner], description: str) -> None:
     """Add a credit-assignment method under `name`; registering a name twice is an error."""
     if name in _REGISTRY:
-        raise ValueError(f"credit method {name!r} is already registered ({_REGISTRY[name].assigner.__name__})")
+        raise ValueError(
+            f"credit method {name!r} is already registered ({_REGISTRY[name].assigner.__name__})"
+        )
     _REGISTRY[name] = CreditSpec(name=name, assigner=assigner, description=description)
 
 

@@ -45,9 +45,12 @@ class GiGPOConfig(CreditConfig):
             "released verl-agent scripts (the code's own default argument is 'mean_norm')."
         },
     )
-    gamma: float = field(default=0.95, metadata={"help": "Discount of the step returns (verl-agent scripts: 0.95)."})
+    gamma: float = field(
+        default=0.95, metadata={"help": "Discount of the step returns (verl-agent scripts: 0.95)."}
+    )
     omega: float = field(
-        default=1.0, metadata={"help": "ω, weight of the step term A_S (verl-agent `step_advantage_w` = 1.0)."}
+        default=1.0,
+        metadata={"help": "ω, weight of the step term A_S (verl-agent `step_advantage_w` = 1.0)."},
     )
     invalid_penalty_coef: float = field(
         default=0.1,
@@ -56,7 +59,9 @@ class GiGPOConfig(CreditConfig):
             "`invalid_action_penalty_coef` = 0.1); 0 disables."
         },
     )
-    eps: float = field(default=1e-6, metadata={"help": "ε added to the std in 'mean_std_norm' (verl-agent: 1e-6)."})
+    eps: float = field(
+        default=1e-6, metadata={"help": "ε added to the std in 'mean_std_norm' (verl-agent: 1e-6)."}
+    )
     singleton: str = field(
         default="zero",
         metadata={
@@ -85,5 +90,7 @@ class GiGPO(CreditAssigner):
         episode = episode_advantage(rows, norm_by_std=by_std, eps=c.eps, singleton=c.singleton)
         returns = step_returns(rows, c.gamma, c.invalid_penalty_coef)
         buckets = combine_codes(rows.group, rows.anchor)  # anchor codes are batch-global; stay inside a group
-        step = normalize_in_segments(returns, buckets, by_std=by_std, unbiased=True, eps=c.eps, singleton="zero")
+        step = normalize_in_segments(
+            returns, buckets, by_std=by_std, unbiased=True, eps=c.eps, singleton="zero"
+        )
         return episode + c.omega * step

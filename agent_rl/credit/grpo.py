@@ -37,7 +37,9 @@ from agent_rl.data import StepRows
 class GRPOConfig(CreditConfig):
     norm_by_std: bool = field(
         default=True,
-        metadata={"help": "Divide by the group std (GRPO, verl `norm_adv_by_std_in_grpo=True`); False = Dr.GRPO."},
+        metadata={
+            "help": "Divide by the group std (GRPO, verl `norm_adv_by_std_in_grpo=True`); False = Dr.GRPO."
+        },
     )
     eps: float = field(default=1e-6, metadata={"help": "ε added to the group std (verl / verl-agent: 1e-6)."})
     singleton: str = field(
@@ -69,7 +71,12 @@ def episode_advantage(rows: StepRows, *, norm_by_std: bool, eps: float, singleto
     """
     first, inverse = first_per_segment(rows.traj)
     per_traj = normalize_in_segments(
-        rows.outcome[first], rows.group[first], by_std=norm_by_std, unbiased=True, eps=eps, singleton=singleton
+        rows.outcome[first],
+        rows.group[first],
+        by_std=norm_by_std,
+        unbiased=True,
+        eps=eps,
+        singleton=singleton,
     )
     return per_traj[inverse]
 

@@ -57,4 +57,6 @@ def step_returns(rows: StepRows, gamma: float, invalid_penalty_coef: float) -> n
     starts, lengths = trajectory_runs(rows.traj)
     if not np.array_equal(rows.step, np.arange(rows.num_rows) - np.repeat(starts, lengths)):
         raise ValueError("step rows must list each trajectory's steps in order 0, 1, 2, ...")
-    return discounted_returns(rows.reward, rows.traj, gamma) - invalid_penalty(rows.valid, invalid_penalty_coef)
+    return discounted_returns(rows.reward, rows.traj, gamma) - invalid_penalty(
+        rows.valid, invalid_penalty_coef
+    )
