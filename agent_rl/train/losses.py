@@ -7,17 +7,27 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
+from agent_rl.train.rows import TokenRows
 
-def token_logprobs(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   temperature: float = 1.0) -> torch.Tensor:
-    """log p(x_j | x_<j) at every position j >= 1 (position 0 has no prediction and gets 0).
 
-    The temperature is the one the rollout sampled with, so recomputed log-probs describe the same
-    distribution as the rollout-time ones.
+def response_logprobs(model: PreTrainedModel, rows: TokenRows, temperature: float = 1.0) -> torch.Tensor:
+    """log p(token | everything before it) for the response columns of `rows`, shape (rows, R).
+
+    Only the last R+1 positions' logits are computed (`logits_to_keep`): on step-wise rows the
+    prompt is most of the sequence, and a full-vocabulary softmax over it would dominate the cost.
+    The temperature is the one the rollout sampled with, so these describe the rollout's distribution.
     """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return torch.nn.functional.pad(logp, (1, 0))
+    device = next(model.parameters()).device
+    responses = rows.response_mask.shape[1]
+    input_ids = rows.input_ids.to(device)
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=rows.attention_mask.to(device),
+        position_ids=rows.position_ids.to(device),
+        logits_to_keep=responses + 1,
+    ).logits[:, :-1].float() / temperature
+    targets = input_ids[:, -responses:]
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
 
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Step-wise training rows: one padded token row per agent step, with a mask on the policy's tokens."""
+"""Step-wise training rows: one token row per agent step, with a mask on the policy's tokens."""
 
 from __future__ import annotations
 
@@ -13,35 +13,40 @@ from agent_rl.data import Step, Trajectory
 
 @dataclass
 class TokenRows:
-    """A right-padded batch of (prompt + response) sequences.
+    """A batch of (prompt + response) sequences, left-padded so every response ends in the last column.
 
-    Every tensor is (rows, length) and indexed by sequence position. `response_mask[i, j]` is 1
-    exactly where position j holds a token the policy sampled; prompt tokens (system text, task,
-    observations, history: everything the env or the framework wrote) and padding are 0, so only
-    policy tokens are ever trained. `old_logprobs[i, j]` is the rollout-time log-prob of token j.
+    `input_ids` / `attention_mask` are (rows, width). The response-side tensors are (rows, R), R the
+    longest response: column j describes sequence position `width - R + j`. `response_mask` is 1
+    exactly on tokens the policy sampled; prompt tokens (system text, task, observations, history:
+    everything the env or the framework wrote) and padding are 0, so only policy tokens are trained.
+    Right-aligning the responses lets the trainer compute logits for the last R positions only,
+    instead of for every prompt token.
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
-    response_mask: torch.Tensor
-    old_logprobs: torch.Tensor
-    advantages: torch.Tensor  # one scalar per row, broadcast over its response tokens by the loss
+    response_mask: torch.Tensor  # float (rows, R)
+    old_logprobs: torch.Tensor  # float (rows, R): rollout-time log-probs of the sampled tokens
+    advantages: torch.Tensor  # (rows,): one scalar per row, broadcast over its response tokens by the loss
 
     @property
     def num_rows(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def select(self, index: Sequence[int] | torch.Tensor) -> TokenRows:
-        index = torch.as_tensor(index, dtype=torch.long)
-        picked = TokenRows(*(t[index] for t in (self.input_ids, self.attention_mask, self.response_mask,
-                                                self.old_logprobs, self.advantages)))
-        return picked.trimmed()
+    @property
+    def position_ids(self) -> torch.Tensor:
+        """Positions that skip the left padding, as the rollout's batched generate assigned them."""
+        return (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
 
-    def trimmed(self) -> TokenRows:
-        """Drop the padding columns no row of this (sub-)batch needs."""
-        width = int(self.attention_mask.sum(1).max())
-        return TokenRows(self.input_ids[:, :width], self.attention_mask[:, :width], self.response_mask[:, :width],
-                         self.old_logprobs[:, :width], self.advantages)
+    def select(self, index: Sequence[int] | torch.Tensor) -> TokenRows:
+        """Rows `index`, with the padding columns none of them needs dropped."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        attention = self.attention_mask[index]
+        response_mask = self.response_mask[index]
+        width = int(attention.sum(1).max())
+        responses = int((response_mask.sum(1)).max())
+        return TokenRows(self.input_ids[index][:, -width:], attention[:, -width:], response_mask[:, -responses:],
+                         self.old_logprobs[index][:, -responses:], self.advantages[index])
 
 
 def steps_of(trajectories: Sequence[Trajectory]) -> list[Step]:
@@ -60,17 +65,19 @@ def build_token_rows(steps: Sequence[Step], advantages: np.ndarray, pad_id: int)
             "from a token-level policy (HFPolicy, or ExpertPolicy given the model's ChatCodec)"
         )
     width = max(len(s.prompt_ids) + len(s.response_ids) for s in steps)
+    responses = max(len(s.response_ids) for s in steps)
     n = len(steps)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     attention = torch.zeros((n, width), dtype=torch.long)
-    response_mask = torch.zeros((n, width), dtype=torch.float32)
-    old_logprobs = torch.zeros((n, width), dtype=torch.float32)
+    response_mask = torch.zeros((n, responses), dtype=torch.float32)
+    old_logprobs = torch.zeros((n, responses), dtype=torch.float32)
     for row, step in enumerate(steps):
-        p, r = len(step.prompt_ids), len(step.response_ids)
-        input_ids[row, : p + r] = torch.tensor(step.prompt_ids + step.response_ids)
-        attention[row, : p + r] = 1
-        response_mask[row, p : p + r] = 1.0
+        tokens = step.prompt_ids + step.response_ids
+        r = len(step.response_ids)
+        input_ids[row, width - len(tokens):] = torch.tensor(tokens)
+        attention[row, width - len(tokens):] = 1
+        response_mask[row, responses - r:] = 1.0
         if step.logprobs:
-            old_logprobs[row, p : p + r] = torch.tensor(step.logprobs)
+            old_logprobs[row, responses - r:] = torch.tensor(step.logprobs)
     return TokenRows(input_ids, attention, response_mask, old_logprobs,
                      torch.as_tensor(np.asarray(advantages), dtype=torch.float32))

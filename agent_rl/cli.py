@@ -1,0 +1,139 @@
+"""`agent-rl`: train, eval, envs, algos.
+
+    agent-rl train --env textworld/demo-v0                 # the CPU demo: tiny model, SFT, then GiGPO
+    agent-rl train --config configs/demo.yaml rollout.group_size=4
+    agent-rl eval --env textworld/demo-v0 --policy expert --seeds 0 1 2
+    agent-rl envs [ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent_rl.config import ConfigError, TrainConfig, load_config, to_yaml
+
+DEMO_CONFIG = Path(str(resources.files("agent_rl.configs") / "demo.yaml"))
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported in one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-rl", description="Multi-turn RL for LLM agents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an agent (no arguments: the CPU demo on TextWorld)")
+    train.add_argument("--config", help="YAML config (default: the CPU demo config)")
+    train.add_argument("--env", help="env id (same as env.id=...)")
+    train.add_argument("--algo", help="credit assignment method (same as algo.name=...; see `agent-rl algos`)")
+    train.add_argument("--model", help="model directory, .gguf file or hub name (same as model.path=...)")
+    train.add_argument("--out", help="run directory (same as out_dir=...)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
+
+    ev = sub.add_parser("eval", help="evaluate a policy on a split and write success-rate tables")
+    ev.add_argument("--env", required=True, help="env id, e.g. textworld/demo-v0")
+    ev.add_argument("--policy", required=True,
+                    help="'expert', 'random', a model directory, a .gguf file, a training checkpoint, or http:URL#MODEL")
+    ev.add_argument("--split", default="test", help="which split of the env's suite (default: test)")
+    ev.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds (default: 0)")
+    ev.add_argument("-n", "--episodes", type=int, help="episodes per seed (default: every task of the split)")
+    ev.add_argument("--max-turns", type=int, default=30, help="turn limit per episode (default: 30)")
+    ev.add_argument("--history", type=int, default=2, help="previous steps shown in each prompt (default: 2)")
+    ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy")
+    ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("--batch-size", type=int, default=64, help="episodes played at once")
+    ev.add_argument("--out", help="output directory (default: runs/eval/<env>/<policy>)")
+    ev.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra keyword argument for the env (repeatable; values parsed as YAML)")
+
+    envs = sub.add_parser("envs", help="list registered environments, or show one")
+    envs.add_argument("id", nargs="?", help="show this env's spec")
+
+    sub.add_parser("algos", help="list the credit-assignment methods")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "algos": cmd_algos}[args.command](args)
+    except (UserError, ConfigError, FileNotFoundError, ValueError, KeyError) as err:
+        print(f"agent-rl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = list(args.overrides)
+    for flag, key in (("env", "env.id"), ("algo", "algo.name"), ("model", "model.path"), ("out", "out_dir")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(args.config or DEMO_CONFIG, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agent_rl.credit import credit_spec
+    from agent_rl.registry import spec
+    from agent_rl.train.pipeline import TrainingRun
+
+    config = train_config(args)
+    spec(config.env.id)  # an unknown env fails now, with its close matches, not after model loading
+    credit_spec(config.algo.name)
+    out = Path(config.out_dir)
+    if (out / "config.yaml").exists() and not args.resume:
+        raise UserError(f"{out} already holds a run: pass --resume to continue it, or --out for a new one")
+    print("resolved config:\n" + to_yaml(config))
+    _quiet_libraries()
+    TrainingRun(config).run()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from agent_rl.eval.runner import run_eval
+
+    _quiet_libraries()
+    run_eval(args)
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from agent_rl.registry import registered_ids, spec
+
+    if args.id:
+        env_spec = spec(args.id)
+        print(f"{env_spec.id}\n  entry point: {env_spec.entry_point}\n  kwargs: {env_spec.kwargs}\n"
+              f"  {env_spec.description}")
+        return 0
+    for env_id in registered_ids():
+        print(f"{env_id:36s} {spec(env_id).description}")
+    return 0
+
+
+def cmd_algos(args: argparse.Namespace) -> int:
+    from agent_rl.credit import available_credit
+
+    for name, description in available_credit():
+        print(f"{name:12s} {description}")
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """Keep library progress bars and notices out of the training console (our own bars stay)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""`agent-rl eval`: turn the command line into a policy, an env factory and a protocol, then evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm import tqdm
+
+from agent_rl.eval.harness import evaluate, success_definition
+from agent_rl.eval.tables import EvalProtocol
+from agent_rl.policy.base import Policy
+from agent_rl.registry import make, spec
+from agent_rl.rollout.memory import HistoryMemory
+from agent_rl.train.checkpoint import list_checkpoints
+
+
+def resolve_model_dir(path: Path) -> Path:
+    """A model directory, a checkpoint (`iter-*/model`), or a training run (its newest checkpoint)."""
+    if (path / "model" / "config.json").exists():
+        return path / "model"
+    checkpoints = list_checkpoints(path / "checkpoints")
+    if checkpoints:
+        return checkpoints[-1] / "model"
+    return path
+
+
+def build_policy(name: str, args: argparse.Namespace) -> tuple[Policy, dict[str, Any], str]:
+    """The policy, the env kwargs it needs, and its label for the table."""
+    from agent_rl.policy.baselines import ExpertPolicy, RandomPolicy
+
+    if name == "expert":
+        return ExpertPolicy(), {"expert": True}, "expert (the env's planner)"
+    if name == "random":
+        return RandomPolicy(seed=args.seeds[0]), {}, "random (uniform over admissible actions)"
+    if name.startswith("http:") or name.startswith("https:"):
+        from agent_rl.policy.http import OpenAIChatPolicy
+
+        url, sep, model = name.removeprefix("http:").partition("#") if name.startswith("http:") else (name, "", "")
+        if not sep or not model:
+            raise ValueError(f"--policy {name!r}: write http:BASE_URL#MODEL, e.g. http:http://localhost:8000/v1#qwen")
+        return (OpenAIChatPolicy(url, model, temperature=args.temperature, max_tokens=args.max_new_tokens), {},
+                f"{model} via {url}")
+    from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
+    from agent_rl.train.pipeline import resolve_device
+
+    path = Path(name).expanduser()
+    model_dir = resolve_model_dir(path) if path.exists() else path
+    model, tokenizer = load_model_and_tokenizer(str(model_dir), device=resolve_device("auto"))
+    return HFPolicy(model, tokenizer, args.temperature, args.max_new_tokens), {}, str(model_dir)
+
+
+def parse_env_args(items: list[str]) -> dict[str, Any]:
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
+            raise ValueError(f"--env-arg {item!r} must look like name=value")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
+
+
+def run_eval(args: argparse.Namespace) -> Path:
+    spec(args.env)  # unknown ids fail before any model is loaded
+    policy, policy_env_kwargs, label = build_policy(args.policy, args)
+    env_kwargs = {**parse_env_args(args.env_arg), **policy_env_kwargs, "split": args.split}
+    make_env = functools.partial(make, args.env, **env_kwargs)
+    probe = make_env()
+    num_tasks = probe.num_tasks
+    probe.close()
+    protocol = EvalProtocol(
+        env_id=args.env, split=args.split, policy=label, seeds=tuple(args.seeds),
+        episodes_per_seed=args.episodes or num_tasks, catalog_size=num_tasks, max_steps=args.max_turns,
+        success_definition=success_definition(args.temperature),
+    )
+    out = Path(args.out or Path("runs") / "eval" / args.env.replace("/", "_") / re.sub(r"\W+", "_", args.policy))
+    with tqdm(total=len(protocol.seeds) * protocol.episodes_per_seed, desc="eval", unit="ep") as bar:
+        evaluate(make_env, policy, protocol, HistoryMemory(window=args.history), out, args.batch_size,
+                 config={"argv": vars(args), "env_kwargs": env_kwargs}, progress=bar.update)
+    print((out / "table.md").read_text())
+    print(f"episodes, metadata and tables written to {out}")
+    return out

@@ -1,0 +1,208 @@
+"""`agent-rl train` end to end: model -> held-out eval -> SFT warm-start -> RL -> held-out eval.
+
+Every stage leaves its result in the run directory, so a killed run resumes where it stopped:
+the tiny model (`base_model/`), the SFT model (`sft_model/`), the evaluations (`eval/*`, resumable
+episode by episode) and the RL checkpoints (`checkpoints/iter-*`).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agent_rl.config import TrainConfig, to_yaml
+from agent_rl.env_api import TextEnv
+from agent_rl.eval.harness import evaluate, success_definition
+from agent_rl.eval.plots import plot_learning_curve
+from agent_rl.eval.tables import EvalProtocol, TableRow, compare_markdown
+from agent_rl.io import atomic_write
+from agent_rl.policy.baselines import ExpertPolicy
+from agent_rl.policy.chat import ChatCodec
+from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
+from agent_rl.policy.tiny import build_tiny_model
+from agent_rl.registry import make
+from agent_rl.rollout.memory import HistoryMemory
+from agent_rl.train.checkpoint import list_checkpoints
+from agent_rl.train.metrics import MetricsLog
+from agent_rl.train.sft import collect_demonstrations, sft_train
+from agent_rl.train.trainer import RLTrainer
+
+Log = Callable[[str], None]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def env_factory(config: TrainConfig, split: str, **extra: Any) -> Callable[[], TextEnv]:
+    return functools.partial(make, config.env.id, split=split, **{**config.env.kwargs, **extra})
+
+
+def count_tasks(make_env: Callable[[], TextEnv]) -> int:
+    env = make_env()
+    try:
+        return env.num_tasks
+    finally:
+        env.close()
+
+
+class TrainingRun:
+    def __init__(self, config: TrainConfig, log: Log = print) -> None:
+        self.config = config
+        self.out = Path(config.out_dir)
+        self.log = log
+        self.device = resolve_device(config.model.device)
+        self.memory = HistoryMemory(window=config.env.history_window)
+        self.train_env = env_factory(config, config.env.train_split)
+        self.eval_env = env_factory(config, config.env.eval_split)
+
+    def load(self, path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        model_cfg = self.config.model
+        lora = model_cfg.lora if not (Path(path) / "adapter_config.json").exists() else None
+        return load_model_and_tokenizer(str(path), model_cfg.gguf_file, lora, model_cfg.dtype, self.device)
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def base_model_path(self) -> Path | str:
+        """The configured model, or the tiny model built from the training tasks' expert episodes."""
+        if self.config.model.path is not None:
+            return self.config.model.path
+        path = self.out / "base_model"
+        if not (path / "config.json").exists():
+            self.log("building the tiny model: a BPE tokenizer trained on the training tasks' text, random init")
+            demos = self.demonstrations(expert=ExpertPolicy())
+            corpus = [self.memory.system_prompt] + [text for t in demos for s in t.steps for text in (s.prompt, s.response)]
+            tmp = self.out / ".base_model.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_tiny_model(tmp, corpus, self.config.model.tiny)
+            tmp.replace(path)
+        return path
+
+    def demonstrations(self, expert: ExpertPolicy) -> list:
+        cfg = self.config
+        return collect_demonstrations(
+            env_factory(cfg, cfg.env.train_split, expert=True), expert, count_tasks(self.train_env),
+            cfg.sft.episodes_per_task, self.memory, cfg.env.max_turns, cfg.env.id,
+        )
+
+    def sft(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, metrics: MetricsLog) -> Path:
+        cfg = self.config
+        demos = self.demonstrations(expert=ExpertPolicy(ChatCodec(tokenizer)))
+        steps = sum(len(t.steps) for t in demos)
+        self.log(f"SFT warm-start: {len(demos)} expert episodes, {steps} steps, {cfg.sft.epochs} epochs")
+        bar = tqdm(total=cfg.sft.epochs, desc="sft", unit="epoch")
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            metrics.log(0, {"sft/epoch": epoch + 1, "sft/loss": loss})
+            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.update()
+
+        sft_train(model, tokenizer, demos, cfg.sft.epochs, cfg.sft.lr, cfg.sft.batch_rows, cfg.ppo.micro_batch_rows,
+                  cfg.optim.grad_clip, cfg.optim.weight_decay, on_epoch)
+        bar.close()
+        path = self.out / "sft_model"
+        tmp = self.out / ".sft_model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.replace(path)
+        return path
+
+    def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str,
+                 policy_label: str) -> list[TableRow]:
+        cfg = self.config
+        num_tasks = count_tasks(self.eval_env)
+        protocol = EvalProtocol(
+            env_id=cfg.env.id, split=cfg.env.eval_split, policy=policy_label, seeds=tuple(cfg.eval.seeds),
+            episodes_per_seed=cfg.eval.episodes or num_tasks, catalog_size=num_tasks, max_steps=cfg.env.max_turns,
+            success_definition=success_definition(cfg.eval.temperature),
+        )
+        policy = HFPolicy(model, tokenizer, cfg.eval.temperature, cfg.rollout.max_new_tokens)
+        total = len(protocol.seeds) * protocol.episodes_per_seed
+        with tqdm(total=total, desc=f"eval {name}", unit="ep", leave=False) as bar:
+            result = evaluate(self.eval_env, policy, protocol, self.memory, self.out / "eval" / name,
+                              config=OmegaConf.to_container(OmegaConf.structured(cfg)), progress=bar.update)
+        return result.rows
+
+    # -- the whole run ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, list[TableRow]]:
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.out / "config.yaml") as handle:
+            handle.write(to_yaml(cfg))
+        checkpoints = list_checkpoints(self.out / "checkpoints")
+        resuming_from = int(checkpoints[-1].name.split("-")[1]) if checkpoints else None
+        metrics = MetricsLog(self.out, resume_from_iteration=resuming_from or 0)
+        seed_everything(cfg.seed)  # a resumed run then restores the checkpoint's RNG states
+
+        model, tokenizer = self.load(self.base_model_path())
+        tables = {"before": self.evaluate(model, tokenizer, "before", "untrained")}
+        start = self.base_model_path()
+        if cfg.sft.enabled:
+            sft_path = self.out / "sft_model"
+            if not (sft_path / "config.json").exists():
+                self.sft(model, tokenizer, metrics)
+            start = sft_path
+            model, tokenizer = self.load(sft_path)
+            tables["after SFT"] = self.evaluate(model, tokenizer, "after_sft", "after SFT")
+        ref_model = None
+        if cfg.ppo.kl_coef > 0:
+            ref_model = self.load(start)[0].eval().requires_grad_(False)
+        if checkpoints:
+            model, tokenizer = self.load(checkpoints[-1] / "model")
+        trainer = RLTrainer(cfg, model, tokenizer, self.train_env, count_tasks(self.train_env), self.out, ref_model)
+        if trainer.resume():
+            self.log(f"resumed from iteration {trainer.iteration}")
+        self.rl_loop(trainer, metrics)
+        tables["after RL"] = self.evaluate(model, tokenizer, "after_rl", f"after SFT + RL ({cfg.algo.name})")
+        metrics.close()
+        self.report(tables)
+        return tables
+
+    def rl_loop(self, trainer: RLTrainer, metrics: MetricsLog) -> None:
+        cfg = self.config
+        bar = tqdm(total=cfg.iterations, initial=trainer.iteration, desc=f"rl {cfg.algo.name}", unit="it")
+        while trainer.iteration < cfg.iterations:
+            row = trainer.step()
+            if cfg.eval.every and trainer.iteration % cfg.eval.every == 0:
+                val = self.evaluate(trainer.model, trainer.tokenizer, f"iter-{trainer.iteration:06d}",
+                                    f"iteration {trainer.iteration}")
+                row["val/success_rate"] = val[-1].success_mean
+            metrics.log(trainer.iteration, row)
+            if trainer.iteration % cfg.checkpoint_every == 0 or trainer.iteration == cfg.iterations:
+                trainer.save()
+            bar.set_postfix(success=f"{row['train/success_rate']:.2f}", loss=f"{row['train/loss']:.3f}")
+            bar.update()
+        bar.close()
+        trainer.collector.close()
+
+    def report(self, tables: dict[str, list[TableRow]]) -> None:
+        labels = list(tables)
+        self.log("\n" + (self.out / "eval" / "after_rl" / "table.md").read_text())
+        for earlier in labels[:-1]:
+            self.log(f"held-out success, {earlier} vs {labels[-1]}:\n"
+                     + compare_markdown(tables[earlier], tables[labels[-1]], (earlier, labels[-1])))
+        try:
+            png = plot_learning_curve(self.out / "metrics.jsonl", self.out / "learning_curve.png")
+            self.log(f"learning curve: {png}")
+        except ValueError as err:
+            self.log(f"no learning curve: {err}")

@@ -1,0 +1,155 @@
+"""The RL loop: collect grouped rollouts -> credit assignment -> PPO update, with exact checkpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agent_rl.config import TrainConfig
+from agent_rl.credit import make_credit, zero_advantage_fraction
+from agent_rl.data import StepRows, Trajectory
+from agent_rl.env_api import TextEnv
+from agent_rl.io import write_trajectories
+from agent_rl.policy.hf import HFPolicy
+from agent_rl.rollout.collector import Collector
+from agent_rl.rollout.memory import HistoryMemory
+from agent_rl.rollout.sampler import TaskSampler
+from agent_rl.train.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
+from agent_rl.train.losses import response_logprobs
+from agent_rl.train.rows import TokenRows, build_token_rows, steps_of
+from agent_rl.train.update import make_ppo_loss, minibatches, optimizer_step
+
+
+def make_optimizer(model: PreTrainedModel, lr: float, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]  # LoRA leaves the base frozen
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)
+
+
+def episode_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str, float]:
+    steps = sum(len(t.steps) for t in trajectories)
+    return {
+        f"{prefix}/success_rate": float(np.mean([t.success for t in trajectories])),
+        f"{prefix}/mean_outcome": float(np.mean([t.outcome for t in trajectories])),
+        f"{prefix}/avg_turns": steps / len(trajectories),
+        f"{prefix}/invalid_rate": sum(t.num_invalid for t in trajectories) / max(steps, 1),
+        f"{prefix}/truncated_rate": float(np.mean([t.truncated for t in trajectories])),
+    }
+
+
+class RLTrainer:
+    """One object per run: owns the policy, the collector, the credit assigner and the optimizer."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        make_env: Callable[[], TextEnv],
+        num_tasks: int,
+        out_dir: Path,
+        ref_model: PreTrainedModel | None = None,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.ref_model = ref_model
+        self.out_dir = out_dir
+        self.policy = HFPolicy(model, tokenizer, config.rollout.temperature, config.rollout.max_new_tokens)
+        memory = HistoryMemory(window=config.env.history_window)
+        self.collector = Collector(make_env, self.policy, memory, config.env.max_turns, env_id=config.env.id)
+        self.credit = make_credit(config.algo.name, **config.algo.params)
+        self.optimizer = make_optimizer(model, config.optim.lr, config)
+        self.sampler = TaskSampler(num_tasks, config.seed)
+        self.iteration = 0
+        if config.ppo.kl_coef > 0 and ref_model is None:
+            raise ValueError("ppo.kl_coef > 0 needs a reference model")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def resume(self) -> bool:
+        """Continue from the newest checkpoint, if any (the weights were loaded from it by the caller)."""
+        checkpoints = list_checkpoints(self.checkpoint_dir)
+        if not checkpoints:
+            return False
+        state = load_checkpoint(checkpoints[-1], self.optimizer)
+        self.sampler.load_state_dict(state.sampler)
+        self.iteration = state.iteration
+        return True
+
+    def save(self) -> Path:
+        state = TrainerState(iteration=self.iteration, sampler=self.sampler.state_dict())
+        return save_checkpoint(self.checkpoint_dir, state, self.model, self.tokenizer, self.optimizer,
+                               keep=self.config.keep_checkpoints)
+
+    def step(self) -> dict[str, Any]:
+        """One iteration; returns its metrics (train/*, time/*)."""
+        config = self.config
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        tasks = self.sampler.sample(config.rollout.tasks_per_iteration)
+        groups = self.collector.collect_groups(tasks, config.rollout.group_size, prefix=f"it{self.iteration + 1}")
+        trajectories = [t for g in groups for t in g.trajectories]
+        timings["time/rollout"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        advantages = self.credit(StepRows.from_trajectories(trajectories))
+        timings["time/credit"] = time.perf_counter() - clock
+
+        rows = build_token_rows(steps_of(trajectories), advantages, self.tokenizer.pad_token_id)
+        clock = time.perf_counter()
+        mismatch = self._logprob_mismatch(rows)
+        timings["time/logprobs"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        update = self._update(rows)
+        timings["time/update"] = time.perf_counter() - clock
+
+        self.iteration += 1
+        write_trajectories(self.out_dir / "trajectories" / f"iter-{self.iteration:06d}.jsonl", trajectories)
+        return {
+            **episode_metrics(trajectories, "train"),
+            **{f"train/{k}": v for k, v in update.items()},
+            "train/rows": rows.num_rows,
+            "train/zero_advantage_fraction": zero_advantage_fraction(advantages),
+            "train/advantage_abs_mean": float(np.abs(advantages).mean()),
+            "train/logprob_mismatch": mismatch,
+            **timings,
+            "time/iteration": sum(timings.values()),
+        }
+
+    @torch.no_grad()
+    def _logprob_mismatch(self, rows: TokenRows) -> float:
+        """Largest |trainer log-prob - rollout log-prob| on sampled tokens, before the update.
+
+        Token-in/token-out makes this numerical noise; a large value means the rollout and the
+        trainer disagree on the tokens or the distribution (the re-tokenization drift peers hit).
+        """
+        worst = 0.0
+        step = self.config.ppo.micro_batch_rows
+        for start in range(0, rows.num_rows, step):
+            micro = rows.select(range(start, min(start + step, rows.num_rows)))
+            logp = response_logprobs(self.model, micro, self.policy.logprob_temperature)
+            diff = ((logp - micro.old_logprobs).abs() * micro.response_mask).max()
+            worst = max(worst, float(diff))
+        return worst
+
+    def _update(self, rows: TokenRows) -> dict[str, float]:
+        config = self.config
+        loss_fn = make_ppo_loss(config.ppo)
+        self.model.train()
+        history: list[dict[str, float]] = []
+        for _ in range(config.ppo.epochs):
+            for index in minibatches(rows.num_rows, config.ppo.mini_batch_rows):
+                history.append(optimizer_step(
+                    self.model, self.optimizer, rows.select(index), config.ppo.micro_batch_rows, loss_fn,
+                    config.optim.grad_clip, self.policy.logprob_temperature, self.ref_model,
+                ))
+        return {name: float(np.mean([h[name] for h in history])) for name in history[0]}

@@ -1,0 +1,1 @@
+"""YAML configs shipped with agent-rl (installed as `agent_rl.configs`)."""
