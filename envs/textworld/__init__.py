@@ -23,5 +23,5 @@ def register_envs() -> None:
     register(
         "textworld/games-v0",
         entry_point="agent_rl.envs.textworld.env:TextWorldGamesEnv",
-        description="your own TextWorld games: path=<folder of .z8 games, each with its .json>; kwargs: max_steps, expert",
+        description="TextWorld games of your own: path=<folder of .z8 games, each with its .json>; kwargs: max_steps, expert",
     )
