@@ -14,8 +14,29 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from agent_rl.policy.hf import LoraSettings
-from agent_rl.policy.tiny import TinyModelConfig
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the locally built model. The defaults train on 2 CPU cores in minutes."""
+
+    vocab_size: int = 2048  # BPE merges are learned up to this size from the corpus
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_positions: int = 2048
+    seed: int = 0  # initialisation seed: the same corpus and seed give the same model
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters through peft; off by default (the tiny model trains all its weights)."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @dataclass

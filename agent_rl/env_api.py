@@ -67,6 +67,6 @@ class TextEnv(gym.Env[str, str], ABC):
         if "task_index" not in options:
             return int(self.np_random.integers(self.num_tasks))
         index = options["task_index"]
-        if not isinstance(index, int) or not 0 <= index < self.num_tasks:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.num_tasks:
             raise ValueError(f"task_index must be an int in [0, {self.num_tasks}), got {index!r}")
         return index

@@ -2,6 +2,7 @@
 
     register("mypkg/maze-v0", entry_point="mypkg.maze:MazeEnv", kwargs={"size": 5})
     env = make("mypkg/maze-v0", size=7)
+    env = make("mypkg.maze:MazeEnv", size=7)  # no registration needed for a one-off
 
 Other packages add environments without touching this repository by declaring a callable in the
 ``agent_rl.envs`` entry-point group that calls `register`; the built-in environments are registered
@@ -93,7 +94,10 @@ def registered_ids() -> list[str]:
 
 
 def spec(id: str) -> EnvSpec:
+    """The spec registered as `id`; a plain ``pkg.mod:Class`` string is its own unregistered spec."""
     discover()
+    if id not in _REGISTRY and ":" in id:
+        return EnvSpec(id=id, entry_point=id, description="built from its entry point")
     if id not in _REGISTRY:
         close = difflib.get_close_matches(id, list(_REGISTRY), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from agent_rl.config import LoraSettings
 from agent_rl.policy.base import PolicyOutput, PolicyRequest
 from agent_rl.policy.chat import ChatCodec
-
-
-@dataclass
-class LoraSettings:
-    """LoRA adapters through peft; off by default (the tiny model trains all its weights)."""
-
-    enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 def load_model_and_tokenizer(

@@ -8,12 +8,13 @@ tokenizer, chat template) and load it back through the same path as any hub mode
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from agent_rl.config import TinyModelConfig
 
 SPECIAL_TOKENS = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 # The response protocol's tags are single tokens so a small model learns the format quickly.
@@ -22,19 +23,6 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-
-
-@dataclass
-class TinyModelConfig:
-    """Shape of the locally built model. The defaults train on 2 CPU cores in minutes."""
-
-    vocab_size: int = 2048  # BPE merges are learned up to this size from the corpus
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_positions: int = 2048
-    seed: int = 0  # initialisation seed: the same corpus and seed give the same model
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:

@@ -26,13 +26,16 @@ def collect_demonstrations(
     memory: HistoryMemory,
     max_turns: int,
     env_id: str,
+    batch_size: int = 64,
 ) -> list[Trajectory]:
     """The expert's episodes on every training task; only the won ones are demonstrations."""
     specs = [EpisodeSpec(task, seed, f"demo/t{task}", f"demo/t{task}/e{seed}")
              for task in range(num_tasks) for seed in range(episodes_per_task)]
     collector = Collector(make_expert_env, expert, memory, max_turns, env_id=env_id)
+    trajectories: list[Trajectory] = []
     try:
-        trajectories = collector.run(specs)
+        for start in range(0, len(specs), batch_size):  # bounded: each live episode holds an env
+            trajectories += collector.run(specs[start:start + batch_size])
     finally:
         collector.close()
     return [t for t in trajectories if t.success]

@@ -43,7 +43,7 @@ def optimizer_step(
         loss_sum, stats = loss_fn(logp, ref, micro)
         (loss_sum / total_tokens).backward()
         share = float(micro.response_mask.sum()) / total_tokens
-        sums["loss"] += float(loss_sum) / total_tokens
+        sums["loss"] += float(loss_sum.detach()) / total_tokens
         for name, value in stats.items():
             sums[name] = sums.get(name, 0.0) + value * share
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
