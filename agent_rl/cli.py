@@ -65,9 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from agent_rl.registry import UnknownEnvError
+
+    # Only the errors that describe what the user asked for become one line and exit code 2: our own
+    # validation raises ValueError (ConfigError is one), a missing path FileNotFoundError, an unknown env
+    # id UnknownEnvError. Any other KeyError is a bug and keeps its traceback.
     try:
         return {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "algos": cmd_algos}[args.command](args)
-    except (UserError, ConfigError, FileNotFoundError, ValueError, KeyError) as err:
+    except (UserError, ConfigError, FileNotFoundError, ValueError, UnknownEnvError) as err:
         print(f"agent-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
@@ -138,10 +138,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if path is not None:
             if not Path(path).is_file():
                 raise ConfigError(f"config file {str(path)!r} does not exist")
-            try:
-                layers.append(OmegaConf.load(path))
-            except yaml.YAMLError as err:
-                raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
+            layers.append(_load_yaml(path))
         for item in overrides or []:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like key.sub=value")
@@ -150,6 +147,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except OmegaConfBaseException as err:
         raise ConfigError(f"bad configuration: {_first_line(err)}") from err
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def _load_yaml(path: str | Path) -> DictConfig:
+    """The YAML file as a mapping; anything else is a one-line ConfigError naming the file."""
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_yaml_problem(err)}") from err
+    except OSError as err:
+        if err.errno is not None:  # a real I/O error: permissions, a directory, ...
+            raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from err
+        # OmegaConf's answer to a scalar top level: "Invalid loaded object type: int"
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings ({_first_line(err)})") from err
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings, not a list")
+    return loaded
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """`problem (line L, column C)` from a yaml error, on one line (str(err) spans several)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if not problem:
+        return _first_line(err)
+    text = " ".join(str(problem).split())
+    if mark is not None:
+        text += f" (line {mark.line + 1}, column {mark.column + 1})"
+    return text
 
 
 def to_yaml(config: TrainConfig) -> str:

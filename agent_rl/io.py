@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -17,12 +18,15 @@ from agent_rl.data import Trajectory
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file next to `path`, then rename it over `path` in one step.
 
-    A reader (or a resumed run after a kill) sees either the old file or the complete new one.
+    A reader (or a resumed run after a kill) sees either the old file or the complete new one. The
+    file gets the permissions `open(path, "w")` would give it: those of the file it replaces, else
+    0666 less the umask (`mkstemp` alone would leave it 0600, readable by its owner only).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _ordinary_mode(path))
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -33,18 +37,74 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
+def _ordinary_mode(path: Path) -> int:
+    """The permission bits an ordinary `open(path, "w")` leaves on `path`."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)  # an existing file keeps its mode
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path) as handle:
         json.dump(obj, handle, indent=2, sort_keys=True)
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
-    """Append whole lines and flush them to disk; a kill loses at most the line being written."""
+    """Append whole lines and flush them to disk; a kill loses at most the line being written.
+
+    A torn last line left by an earlier kill is cut off first (or, if it parses, given its newline),
+    so the new records never glue onto it: the file keeps reading as `read_jsonl` read it before.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _repair_tail(path)
     with path.open("a") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write the whole file at once (atomic_write): rewriting it, e.g. on a redone iteration, never duplicates."""
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _repair_tail(path: Path, chunk: int = 1 << 16) -> None:
+    """Make `path` end in a newline: drop a last line that does not parse, complete one that does."""
+    try:
+        handle = path.open("r+b")
+    except FileNotFoundError:
+        return
+    with handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        start = size  # find the start of the last line, reading backwards
+        while start > 0:
+            begin = max(0, start - chunk)
+            handle.seek(begin)
+            newline = handle.read(start - begin).rfind(b"\n")
+            if newline != -1:
+                start = begin + newline + 1
+                break
+            start = begin
+        handle.seek(start)
+        tail = handle.read()
+        try:
+            json.loads(tail)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError: a line cut mid-write
+            handle.truncate(start)
+        else:
+            handle.write(b"\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -66,8 +126,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def write_trajectories(path: str | Path, trajectories: Iterable[Trajectory]) -> None:
-    append_jsonl(path, (t.to_dict() for t in trajectories))
+def write_trajectories(path: str | Path, trajectories: Iterable[Trajectory], append: bool = True) -> None:
+    """Append to `path` (append_jsonl), or with `append=False` write it whole (write_jsonl)."""
+    (append_jsonl if append else write_jsonl)(path, (t.to_dict() for t in trajectories))
 
 
 def read_trajectories(path: str | Path) -> list[Trajectory]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -23,6 +24,7 @@ from typing import Any
 from agent_rl.env_api import TextEnv
 
 ENTRY_POINT_GROUP = "agent_rl.envs"
+ENV_ID = re.compile(r"[\w.-]+/[\w.-]+-v\d+")  # namespace/name-vN; a whole id must match
 logger = logging.getLogger(__name__)
 
 
@@ -68,8 +70,9 @@ def register(
     id: str, entry_point: str | Callable[..., TextEnv], kwargs: dict[str, Any] | None = None, description: str = ""
 ) -> None:
     """Add an environment id. Ids look like ``namespace/name-vN``; registering an id twice is an error."""
-    if "/" not in id or "-v" not in id:
-        raise ValueError(f"env id {id!r} must look like 'namespace/name-v0'")
+    if not isinstance(id, str) or not ENV_ID.fullmatch(id):
+        raise ValueError(f"env id {id!r} must look like 'namespace/name-v0' (letters, digits, '_', '.', '-'; "
+                         "one '/'; a version number)")
     if id in _REGISTRY:
         raise ValueError(f"env id {id!r} is already registered (entry point {_REGISTRY[id].entry_point!r})")
     _REGISTRY[id] = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}), description=description)

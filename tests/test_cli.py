@@ -122,10 +122,6 @@ def test_eval_without_policy_is_a_usage_error(capsys):
     assert err.splitlines()[-1] == "agent-rl eval: error: the following arguments are required: --policy"
 
 
-@pytest.mark.xfail(
-    reason="config.load_config puts the whole multi-line yaml error into the ConfigError message",
-    strict=True,
-)
 @pytest.mark.parametrize("text", ["env:\n  id: [unclosed\n", "rollout:\n  group_size: 4\n  group_size: 8\n"],
                          ids=["unclosed-bracket", "duplicate-key"])
 def test_malformed_yaml_config_gives_one_line(no_training: Path, capsys, text: str):
@@ -135,22 +131,12 @@ def test_malformed_yaml_config_gives_one_line(no_training: Path, capsys, text: s
     assert err.count("\n") == 1, err
 
 
-@pytest.mark.xfail(
-    reason="a YAML config whose top level is a list makes OmegaConf.merge raise TypeError, which load_config "
-    "does not turn into a ConfigError: the CLI crashes with a traceback (exit 1)",
-    strict=True,
-)
 def test_yaml_config_that_is_not_a_mapping_is_a_config_error(no_training: Path, capsys):
     (no_training / "list.yaml").write_text("- rollout\n- algo\n")
     code, _, err = run_cli(["train", "--config", "list.yaml"], capsys)
     assert code == 2 and err.count("\n") == 1 and "list.yaml" in err
 
 
-@pytest.mark.xfail(
-    reason="`eval --policy DIR` on a folder with no model in it reports transformers' multi-line ValueError "
-    "about sentencepiece/tiktoken instead of saying there is no model (config.json) in DIR",
-    strict=True,
-)
 def test_eval_policy_folder_without_a_model_gives_one_clear_line(no_training: Path, capsys):
     (no_training / "empty_run").mkdir()
     code, _, err = run_cli(["eval", "--env", "textworld/demo-v0", "--policy", "empty_run"], capsys)

@@ -98,11 +98,6 @@ def test_corrupt_middle_line_raises_with_its_line_number(tmp_path: Path):
         read_jsonl(path)
 
 
-@pytest.mark.xfail(
-    reason="append_jsonl appends after a torn last line, gluing the next record onto it: the file then has "
-    "a corrupt middle line and every later read raises (a resumed eval can never read episodes.jsonl again)",
-    strict=True,
-)
 def test_append_after_a_torn_line_keeps_the_file_readable(tmp_path: Path, rich_trajectories: list[Trajectory]):
     path = tmp_path / "episodes.jsonl"
     write_trajectories(path, rich_trajectories[:1])
@@ -130,11 +125,6 @@ def test_atomic_write_replaces_the_file_on_success(tmp_path: Path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["table.md"]
 
 
-@pytest.mark.xfail(
-    reason="atomic_write renames a tempfile.mkstemp file, which is created 0600: metadata.json, table.md, "
-    "table.csv and config.yaml end up readable by their owner only, unlike every other file of a run",
-    strict=True,
-)
 def test_atomic_write_gives_the_permissions_of_an_ordinary_file(tmp_path: Path):
     ordinary = tmp_path / "episodes.jsonl"
     append_jsonl(ordinary, [{"a": 1}])

@@ -85,11 +85,6 @@ def test_malformed_id_is_rejected(clean_registry, env_id: str):
     assert env_id not in clean_registry
 
 
-@pytest.mark.xfail(
-    reason="registry.register only checks that '/' and '-v' occur somewhere, so ids with no version number, "
-    "no name or extra slashes are accepted",
-    strict=True,
-)
 @pytest.mark.parametrize("env_id", ["testpkg/echo-v", "testpkg/echo-vX", "testpkg/-v0", "a/b/c-v0", "/echo-v0"])
 def test_id_without_namespace_name_and_version_number_is_rejected(clean_registry, env_id: str):
     with pytest.raises(ValueError, match="must look like"):

@@ -339,11 +339,6 @@ class ForcedText:
         return [dataclasses.replace(o, text=self.text) for o in self.inner.act(requests)]
 
 
-@pytest.mark.xfail(
-    reason="RLTrainer.step trains on trajectories marked metadata['env_error']: the step on which the env crashed "
-    "becomes a training row (with the invalid-action penalty) and the episode counts as a failure of the agent",
-    strict=True,
-)
 def test_steps_of_crashed_envs_are_not_trained(tiny_model, tmp_path: Path):
     model, tokenizer = tiny_model
     built: list[OneStepEnv] = []
@@ -503,11 +498,6 @@ def test_resumed_run_cleans_up_and_evaluates_the_same(resume_runs: ResumeRuns):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="RLTrainer.step appends the iteration's trajectories to trajectories/iter-N.jsonl before the checkpoint "
-    "is saved; a run killed in between redoes iteration N on resume and appends it again (duplicated episodes)",
-    strict=True,
-)
 def test_resumed_run_does_not_duplicate_the_redone_iteration_trajectories(resume_runs: ResumeRuns):
     config = resume_runs.config
     per_iteration = config.rollout.tasks_per_iteration * config.rollout.group_size

@@ -30,8 +30,14 @@ from agent_rl.rollout.memory import HistoryMemory
 SUCCESS_DEFINITION = "the env reports won=True before the turn limit (share of episodes)"
 
 
-def success_definition(temperature: float) -> str:
-    """The stated success definition, with the decoding that produced the episodes."""
+def success_definition(temperature: float | None) -> str:
+    """The stated success definition, with the decoding that produced the episodes.
+
+    `temperature=None` is for a policy that does not decode (the expert planner, the random baseline):
+    no decoding is stated for it.
+    """
+    if temperature is None:
+        return SUCCESS_DEFINITION
     decoding = "greedy decoding" if temperature == 0 else f"sampling at temperature {temperature}"
     return f"{SUCCESS_DEFINITION}, {decoding}"
 _VERSIONED = ("agent-rl", "torch", "transformers", "gymnasium", "textworld", "peft", "vllm")

@@ -29,6 +29,9 @@ def resolve_model_dir(path: Path) -> Path:
     return path
 
 
+NON_DECODING_POLICIES = ("expert", "random")  # they pick actions directly: --temperature does not apply
+
+
 def build_policy(name: str, args: argparse.Namespace) -> tuple[Policy, dict[str, Any], str]:
     """The policy, the env kwargs it needs, and its label for the table."""
     from agent_rl.policy.baselines import ExpertPolicy, RandomPolicy
@@ -75,7 +78,7 @@ def run_eval(args: argparse.Namespace) -> Path:
     protocol = EvalProtocol(
         env_id=args.env, split=args.split, policy=label, seeds=tuple(args.seeds),
         episodes_per_seed=args.episodes or num_tasks, catalog_size=num_tasks, max_steps=args.max_turns,
-        success_definition=success_definition(args.temperature),
+        success_definition=success_definition(None if args.policy in NON_DECODING_POLICIES else args.temperature),
     )
     out = Path(args.out or Path("runs") / "eval" / args.env.replace("/", "_") / re.sub(r"\W+", "_", args.policy))
     with tqdm(total=len(protocol.seeds) * protocol.episodes_per_seed, desc="eval", unit="ep") as bar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -11,6 +12,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from agent_rl.config import LoraSettings
 from agent_rl.policy.base import PolicyOutput, PolicyRequest
 from agent_rl.policy.chat import ChatCodec
+
+MODEL_MARKERS = ("config.json", "adapter_config.json")  # a model directory, or a peft (LoRA) adapter directory
+_HUB_ID = re.compile(r"(?:[\w.-]+/)?[\w.-]+")
+
+
+def looks_like_hub_id(path: str) -> bool:
+    """`name` or `org/name`, as the hub spells repository ids; `./x`, `../x`, `~/x`, `/x`, `a/b/c` are paths."""
+    return (bool(_HUB_ID.fullmatch(path)) and not path.startswith((".", "-")) and ".." not in path
+            and "--" not in path and len(path) <= 96)
 
 
 def load_model_and_tokenizer(
@@ -23,17 +33,27 @@ def load_model_and_tokenizer(
     """Load any causal LM transformers can: a local directory, a hub name (network allowed), or a GGUF file.
 
     A path ending in `.gguf` is read as `gguf_file` inside its directory (transformers dequantises it).
+    A path that exists is local, and must hold a model (config.json); one that does not exist is a hub
+    name only if it looks like one (`name` or `org/name`), otherwise FileNotFoundError at once.
     """
     if path.endswith(".gguf"):
         path, gguf_file = str(Path(path).parent), Path(path).name
-    local = Path(path)
-    looks_local = local.is_absolute() or path.startswith((".", "~")) or local.exists()
-    if looks_local and not local.expanduser().exists():
+    local = Path(path).expanduser()
+    if not local.exists() and not looks_like_hub_id(path):
+        # fail now: transformers would try the hub with it, retrying for most of a minute offline
         raise FileNotFoundError(
-            f"model path {path!r} does not exist; give a model directory, a .gguf file, or a hub name"
+            f"model path {path!r} does not exist; give a model directory, a .gguf file, or a hub name (org/name)"
         )
     if gguf_file and not (local / gguf_file).exists():
         raise FileNotFoundError(f"GGUF file {gguf_file!r} not found in {path!r}")
+    if local.exists() and not gguf_file:
+        if not local.is_dir():
+            raise FileNotFoundError(f"model path {path!r} is a file; give a model directory, a .gguf file, or a hub name")
+        if not any((local / name).is_file() for name in MODEL_MARKERS):
+            raise FileNotFoundError(f"there is no model in {path}: config.json missing (give a model directory, "
+                                    "a training checkpoint, or a .gguf file)")
+    if local.exists():
+        path = str(local)  # with ~ expanded
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)

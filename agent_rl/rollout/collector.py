@@ -107,6 +107,8 @@ class Collector:
             outputs = self.policy.act(requests)
             self.timing.policy_s += time.perf_counter() - start
             self.timing.policy_calls += 1
+            if len(outputs) != len(requests):  # zip would leave the unanswered episodes live forever
+                raise ValueError(f"the policy returned {len(outputs)} outputs for {len(requests)} requests")
             for episode, request, output in zip(live, requests, outputs):
                 step = Step(
                     obs=episode.obs,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_ACTION = re.compile(r"<action>(.*?)</action>", re.DOTALL)
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 MAX_ACTION_CHARS = 256
 
 
@@ -22,7 +19,7 @@ def parse_response(text: str, max_action_chars: int = MAX_ACTION_CHARS) -> Parse
     Rules: exactly one `<action>` block; an optional `<think>` block before it; the action is one
     line of printable text, whitespace collapsed, at most `max_action_chars` long.
     """
-    actions = _ACTION.findall(_THINK.sub("", text))
+    actions = _blocks(_strip_blocks(text, "<think>", "</think>"), "<action>", "</action>")
     if len(actions) != 1:
         found = "no" if not actions else str(len(actions))
         return ParsedResponse(None, f"expected exactly one <action>...</action> block, found {found}")
@@ -34,6 +31,39 @@ def parse_response(text: str, max_action_chars: int = MAX_ACTION_CHARS) -> Parse
     if not action.isprintable():
         return ParsedResponse(None, "the action holds non-printable characters")
     return ParsedResponse(action)
+
+
+def _blocks(text: str, open_tag: str, close_tag: str) -> list[str]:
+    """The bodies of the non-overlapping `open_tag…close_tag` blocks, leftmost first, shortest body.
+
+    Same result as `re.findall(open + "(.*?)" + close, text, re.DOTALL)`, but in one linear pass of
+    `str.find`: the regex rescans to the end of the text from every unclosed opening tag (quadratic on
+    a response of repeated `<action>`). Once a tag has no closing tag after it, no later one has either.
+    """
+    bodies = []
+    pos = 0
+    while (start := text.find(open_tag, pos)) != -1:
+        body = start + len(open_tag)
+        end = text.find(close_tag, body)
+        if end == -1:
+            break
+        bodies.append(text[body:end])
+        pos = end + len(close_tag)
+    return bodies
+
+
+def _strip_blocks(text: str, open_tag: str, close_tag: str) -> str:
+    """`text` without its `open_tag…close_tag` blocks (as `re.sub(open + ".*?" + close, "", text)`), linear."""
+    kept = []
+    pos = 0
+    while (start := text.find(open_tag, pos)) != -1:
+        end = text.find(close_tag, start + len(open_tag))
+        if end == -1:
+            break
+        kept.append(text[pos:start])
+        pos = end + len(close_tag)
+    kept.append(text[pos:])
+    return "".join(kept)
 
 
 def format_action(action: str) -> str:

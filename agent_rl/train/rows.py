@@ -28,6 +28,9 @@ class TokenRows:
     response_mask: torch.Tensor  # float (rows, R)
     old_logprobs: torch.Tensor  # float (rows, R): rollout-time log-probs of the sampled tokens
     advantages: torch.Tensor  # (rows,): one scalar per row, broadcast over its response tokens by the loss
+    # float (rows, R): the frozen reference model's log-probs of the sampled tokens, laid out like
+    # old_logprobs; None unless the trainer's log-prob phase filled them in (ppo.kl_coef > 0)
+    ref_logprobs: torch.Tensor | None = None
 
     @property
     def num_rows(self) -> int:
@@ -45,8 +48,9 @@ class TokenRows:
         response_mask = self.response_mask[index]
         width = int(attention.sum(1).max())
         responses = int((response_mask.sum(1)).max())
+        ref = None if self.ref_logprobs is None else self.ref_logprobs[index][:, -responses:]
         return TokenRows(self.input_ids[index][:, -width:], attention[:, -width:], response_mask[:, -responses:],
-                         self.old_logprobs[index][:, -responses:], self.advantages[index])
+                         self.old_logprobs[index][:, -responses:], self.advantages[index], ref)
 
 
 def steps_of(trajectories: Sequence[Trajectory]) -> list[Step]:

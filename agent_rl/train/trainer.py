@@ -32,6 +32,9 @@ def make_optimizer(model: PreTrainedModel, lr: float, config: TrainConfig) -> to
 
 
 def episode_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str, float]:
+    if not trajectories:  # e.g. every env of the iteration crashed
+        names = ("success_rate", "mean_outcome", "avg_turns", "invalid_rate", "truncated_rate")
+        return {f"{prefix}/{name}": float("nan") for name in names}
     steps = sum(len(t.steps) for t in trajectories)
     return {
         f"{prefix}/success_rate": float(np.mean([t.success for t in trajectories])),
@@ -99,47 +102,73 @@ class RLTrainer:
         trajectories = [t for g in groups for t in g.trajectories]
         timings["time/rollout"] = time.perf_counter() - clock
 
+        # An env that crashed says nothing about the agent: its trajectory is kept on disk (marked in
+        # metadata["env_error"]) but neither trained on nor counted in the episode metrics. Its group
+        # is credited over the remaining trajectories (a lone survivor gets the singleton advantage).
+        trained = [t for t in trajectories if "env_error" not in t.metadata]
+        steps = steps_of(trained)
+
         clock = time.perf_counter()
-        advantages = self.credit(StepRows.from_trajectories(trajectories))
+        advantages = self.credit(StepRows.from_trajectories(trained)) if steps else np.zeros(0)
         timings["time/credit"] = time.perf_counter() - clock
 
-        rows = build_token_rows(steps_of(trajectories), advantages, self.tokenizer.pad_token_id)
+        rows = build_token_rows(steps, advantages, self.tokenizer.pad_token_id) if steps else None
         clock = time.perf_counter()
-        mismatch = self._logprob_mismatch(rows)
+        mismatch = self._logprobs(rows) if rows is not None else 0.0
         timings["time/logprobs"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        update = self._update(rows)
+        update = self._update(rows) if rows is not None else {}  # nothing to train when every env crashed
         timings["time/update"] = time.perf_counter() - clock
 
         self.iteration += 1
-        write_trajectories(self.out_dir / "trajectories" / f"iter-{self.iteration:06d}.jsonl", trajectories)
+        # Written whole, not appended: a run killed before this iteration's checkpoint redoes the
+        # iteration on resume and rewrites the file instead of appending the episodes a second time.
+        write_trajectories(self.out_dir / "trajectories" / f"iter-{self.iteration:06d}.jsonl", trajectories,
+                           append=False)
         return {
-            **episode_metrics(trajectories, "train"),
+            **episode_metrics(trained, "train"),
             **{f"train/{k}": v for k, v in update.items()},
-            "train/rows": rows.num_rows,
-            "train/zero_advantage_fraction": zero_advantage_fraction(advantages),
-            "train/advantage_abs_mean": float(np.abs(advantages).mean()),
+            "train/rows": len(steps),
+            "train/env_errors": len(trajectories) - len(trained),
+            "train/zero_advantage_fraction": zero_advantage_fraction(advantages) if steps else float("nan"),
+            "train/advantage_abs_mean": float(np.abs(advantages).mean()) if steps else float("nan"),
             "train/logprob_mismatch": mismatch,
             **timings,
             "time/iteration": sum(timings.values()),
         }
 
     @torch.no_grad()
-    def _logprob_mismatch(self, rows: TokenRows) -> float:
-        """Largest |trainer log-prob - rollout log-prob| on sampled tokens, before the update.
+    def _logprobs(self, rows: TokenRows) -> float:
+        """The log-prob phase before the update: reference log-probs, and the rollout/trainer mismatch.
 
-        Token-in/token-out makes this numerical noise; a large value means the rollout and the
-        trainer disagree on the tokens or the distribution (the re-tokenization drift peers hit).
+        With `ppo.kl_coef > 0` the frozen reference model's log-probs of every row are computed here,
+        once, and stored in `rows.ref_logprobs` for the update (they do not change across PPO epochs).
+
+        Returns the largest |trainer log-prob - rollout log-prob| over the sampled tokens of the FIRST
+        micro-batch only: a cheap sample (one forward pass, not one per row) of a check whose value is
+        numerical noise under token-in/token-out; a large value means the rollout and the trainer
+        disagree on the tokens or the distribution (the re-tokenization drift peers hit).
         """
-        worst = 0.0
         step = self.config.ppo.micro_batch_rows
-        for start in range(0, rows.num_rows, step):
-            micro = rows.select(range(start, min(start + step, rows.num_rows)))
-            logp = response_logprobs(self.model, micro, self.policy.logprob_temperature)
-            diff = ((logp - micro.old_logprobs).abs() * micro.response_mask).max()
-            worst = max(worst, float(diff))
-        return worst
+        temperature = self.policy.logprob_temperature
+        was_training = self.model.training
+        self.model.eval()  # as the rollout sampled (HFPolicy.act), no dropout
+        try:
+            sample = rows.select(range(min(step, rows.num_rows)))
+            logp = response_logprobs(self.model, sample, temperature)
+            mismatch = float(((logp - sample.old_logprobs).abs() * sample.response_mask).max())
+        finally:
+            self.model.train(was_training)
+        if self.ref_model is not None and self.config.ppo.kl_coef > 0:
+            ref = torch.zeros_like(rows.old_logprobs)
+            for start in range(0, rows.num_rows, step):
+                index = range(start, min(start + step, rows.num_rows))
+                micro = rows.select(index)
+                micro_ref = response_logprobs(self.ref_model, micro, temperature)
+                ref[start:index.stop, ref.shape[1] - micro_ref.shape[1]:] = micro_ref
+            rows.ref_logprobs = ref
+        return mismatch
 
     def _update(self, rows: TokenRows) -> dict[str, float]:
         config = self.config
@@ -150,6 +179,6 @@ class RLTrainer:
             for index in minibatches(rows.num_rows, config.ppo.mini_batch_rows):
                 history.append(optimizer_step(
                     self.model, self.optimizer, rows.select(index), config.ppo.micro_batch_rows, loss_fn,
-                    config.optim.grad_clip, self.policy.logprob_temperature, self.ref_model,
+                    config.optim.grad_clip, self.policy.logprob_temperature,
                 ))
         return {name: float(np.mean([h[name] for h in history])) for name in history[0]}

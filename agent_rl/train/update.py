@@ -23,24 +23,20 @@ def optimizer_step(
     loss_fn: TokenLoss,
     grad_clip: float,
     temperature: float = 1.0,
-    ref_model: PreTrainedModel | None = None,
 ) -> dict[str, float]:
     """One optimizer step on `rows`; the loss is the mean over every response token of the mini-batch.
 
     Each micro-batch's summed loss is divided by the mini-batch's token count, so accumulating
-    gradients over micro-batches gives exactly the gradient of one big batch (token-mean).
+    gradients over micro-batches gives exactly the gradient of one big batch (token-mean). The loss
+    gets `rows.ref_logprobs` (computed once before the update, see RLTrainer._logprobs) or None.
     """
     total_tokens = float(rows.response_mask.sum().clamp(min=1.0))
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {"loss": 0.0}
     for start in range(0, rows.num_rows, micro_batch_rows):
         micro = rows.select(range(start, min(start + micro_batch_rows, rows.num_rows)))
-        ref = None
-        if ref_model is not None:
-            with torch.no_grad():
-                ref = response_logprobs(ref_model, micro, temperature)
         logp = response_logprobs(model, micro, temperature)
-        loss_sum, stats = loss_fn(logp, ref, micro)
+        loss_sum, stats = loss_fn(logp, micro.ref_logprobs, micro)
         (loss_sum / total_tokens).backward()
         share = float(micro.response_mask.sum()) / total_tokens
         sums["loss"] += float(loss_sum.detach()) / total_tokens
@@ -65,7 +61,7 @@ def make_ppo_loss(config: PPOConfig) -> TokenLoss:
         if ref is not None:
             kl = masked_sum(low_var_kl(logp, ref), rows.response_mask)
             total = total + config.kl_coef * kl
-            stats["kl_ref"] = float(kl) / float(rows.response_mask.sum().clamp(min=1.0))
+            stats["kl_ref"] = float(kl.detach()) / float(rows.response_mask.sum().clamp(min=1.0))
         return total, stats
 
     return loss
