@@ -34,7 +34,9 @@ class HistoryMemory:
             parts.append("Your last steps:\n" + "\n".join(lines))
         parts.append(f"Current observation: {observation}")
         if self.show_admissible and admissible:
-            parts.append("Admissible actions: " + " | ".join(admissible))
+            # One per line: each action then starts a line exactly as it starts the response after
+            # <action>, so its tokens in the list are the tokens the policy has to write.
+            parts.append("Admissible actions:\n" + "\n".join(admissible))
         return [
             {"role": "system", "content": self.system_prompt},
             {"role": "user", "content": "\n\n".join(parts)},

@@ -25,8 +25,8 @@ GENERATORS = ("custom", "tw-cooking", "tw-treasure_hunter", "tw-coin_collector")
 TEST_SEED_OFFSET = 100_000
 
 # The demo suite is what the tiny CPU model learns on: keep it small and easy, and tune it here.
-DEMO_TRAIN_GAMES = 64
-DEMO_TEST_GAMES = 32
+DEMO_TRAIN_GAMES = 512
+DEMO_TEST_GAMES = 64
 DEMO_QUEST1 = {"nb_rooms": 1, "nb_objects": 3, "quest_length": 1}
 DEMO_QUEST2 = {"nb_rooms": 2, "nb_objects": 4, "quest_length": 2}
 
