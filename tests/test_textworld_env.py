@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,10 @@ from agent_rl.envs.textworld.suites import SUITES
 import agent_rl
 from agent_rl.registry import registered_ids, spec
 
-TW_SIMPLE = Path("/work/shared/data/textworld/tw-simple")
+# The official sample games sit in ../shared/data next to the repository on the dev machines
+# (AGENT_RL_SHARED_DATA overrides); a user's clone has none and the test skips.
+SHARED_DATA = Path(os.environ.get("AGENT_RL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+TW_SIMPLE = SHARED_DATA / "textworld" / "tw-simple"
 ENV_IDS = [
     f"textworld/{name}-v0" for name in ("demo", "cooking", "treasure_hunter", "coin_collector", "games")
 ]
@@ -256,7 +260,7 @@ def test_games_path_errors(tmp_path):
 
 
 @pytest.mark.skipif(
-    not TW_SIMPLE.is_dir(), reason=f"official sample games not at {TW_SIMPLE} (only on the dev machines)"
+    not TW_SIMPLE.is_dir(), reason=f"official sample games not at {TW_SIMPLE} (set AGENT_RL_SHARED_DATA to the shared data folder)"
 )
 def test_official_sample_games_reach_full_score():
     env = agent_rl.make("textworld/games-v0", path=str(TW_SIMPLE))
