@@ -7,7 +7,6 @@ so a kill mid-save leaves the previous checkpoint intact and never a half one.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agent_rl.io import atomic_directory
 
 _NAME = re.compile(r"^iter-(\d{6})$")
 
@@ -44,16 +45,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(root: Path, state: TrainerState, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                     optimizer: torch.optim.Optimizer, keep: int) -> Path:
     final = root / f"iter-{state.iteration:06d}"
-    tmp = root / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "model").mkdir(parents=True)
-    model.save_pretrained(tmp / "model")
-    tokenizer.save_pretrained(tmp / "model")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"iteration": state.iteration, "sampler": state.sampler}))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with atomic_directory(final) as tmp:
+        model.save_pretrained(tmp / "model")
+        tokenizer.save_pretrained(tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({"iteration": state.iteration, "sampler": state.sampler}))
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import random
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,12 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agent_rl.config import TrainConfig, to_yaml
+from agent_rl.data import Trajectory
 from agent_rl.env_api import TextEnv
 from agent_rl.eval.harness import evaluate, success_definition
 from agent_rl.eval.plots import plot_learning_curve
 from agent_rl.eval.tables import EvalProtocol, TableRow, compare_markdown
-from agent_rl.io import atomic_write
+from agent_rl.io import atomic_directory, atomic_write
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.policy.chat import ChatCodec
 from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
@@ -90,13 +90,11 @@ class TrainingRun:
             self.log("building the tiny model: a BPE tokenizer trained on the training tasks' text, random init")
             demos = self.demonstrations(expert=ExpertPolicy())
             corpus = [self.memory.system_prompt] + [text for t in demos for s in t.steps for text in (s.prompt, s.response)]
-            tmp = self.out / ".base_model.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            build_tiny_model(tmp, corpus, self.config.model.tiny)
-            tmp.replace(path)
+            with atomic_directory(path) as tmp:
+                build_tiny_model(tmp, corpus, self.config.model.tiny)
         return path
 
-    def demonstrations(self, expert: ExpertPolicy) -> list:
+    def demonstrations(self, expert: ExpertPolicy) -> list[Trajectory]:
         cfg = self.config
         return collect_demonstrations(
             env_factory(cfg, cfg.env.train_split, expert=True), expert, count_tasks(self.train_env),
@@ -119,11 +117,9 @@ class TrainingRun:
                   cfg.optim.grad_clip, cfg.optim.weight_decay, on_epoch)
         bar.close()
         path = self.out / "sft_model"
-        tmp = self.out / ".sft_model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.replace(path)
+        with atomic_directory(path) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         return path
 
     def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str,
