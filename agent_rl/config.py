@@ -96,6 +96,7 @@ class PPOConfig:
 class SFTConfig:
     enabled: bool = True  # warm-start on expert demonstrations before RL
     episodes_per_task: int = 1  # expert episodes per training task
+    tasks: int | None = None  # imitate only the first N training tasks (None = all); RL samples from all
     epochs: int = 30
     lr: float = 3e-3
     batch_rows: int = 32

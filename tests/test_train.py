@@ -38,6 +38,7 @@ from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.train.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
 from agent_rl.train.losses import low_var_kl, ppo_clip_loss, response_logprobs
 from agent_rl.train.rows import build_token_rows, steps_of
+from agent_rl.train.pipeline import TrainingRun
 from agent_rl.train.sft import collect_demonstrations, sft_train
 from agent_rl.train.trainer import RLTrainer
 from agent_rl.train.update import make_ppo_loss, minibatches, optimizer_step, sft_loss
@@ -426,8 +427,6 @@ def resume_config(out: Path, model_dir: Path, suite: str, cache_dir: Path) -> Tr
 def resume_runs(tiny_model_dir: Path, textworld_suite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResumeRuns]:
     from agent_rl.envs.textworld.suites import SUITES
 
-    from agent_rl.train.pipeline import TrainingRun
-
     root = tmp_path_factory.mktemp("resume")
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(SUITES, textworld_suite.suite.name, textworld_suite.suite)
@@ -506,3 +505,28 @@ def test_resumed_run_does_not_duplicate_the_redone_iteration_trajectories(resume
         trajectories = read_trajectories(path)
         assert len(trajectories) == per_iteration
         assert len({t.traj_id for t in trajectories}) == per_iteration
+
+
+# --- the SFT stage of the pipeline ---------------------------------------------------------------
+
+
+def _tiny_suite_config(suite: str, cache_dir: Path, out: Path, sft_tasks: int | None) -> TrainConfig:
+    return TrainConfig(env=EnvConfig(id="textworld/demo-v0", kwargs={"suite": suite, "cache_dir": str(cache_dir)},
+                                     max_turns=3),
+                       sft=SFTConfig(tasks=sft_tasks), out_dir=str(out))
+
+
+@pytest.mark.parametrize("sft_tasks, imitated", [(1, ["tiny/train/0000"]), (None, ["tiny/train/0000", "tiny/train/0001"])])
+def test_sft_tasks_limits_the_imitated_training_tasks(tiny_suite_name, textworld_suite, tmp_path: Path,
+                                                       sft_tasks: int | None, imitated: list[str]):
+    config = _tiny_suite_config(tiny_suite_name, textworld_suite.cache_dir, tmp_path, sft_tasks)
+    demos = TrainingRun(config, log=lambda _: None).demonstrations(ExpertPolicy())
+    assert sorted(t.task_id for t in demos) == imitated
+
+
+@pytest.mark.parametrize("sft_tasks", [0, 3])
+def test_sft_tasks_outside_the_training_split_is_an_error(tiny_suite_name, textworld_suite, tmp_path: Path,
+                                                          sft_tasks: int):
+    config = _tiny_suite_config(tiny_suite_name, textworld_suite.cache_dir, tmp_path, sft_tasks)
+    with pytest.raises(ValueError, match="sft.tasks must be between 1 and the 2 training tasks"):
+        TrainingRun(config, log=lambda _: None).sft_tasks()

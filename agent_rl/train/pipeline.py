@@ -97,9 +97,16 @@ class TrainingRun:
     def demonstrations(self, expert: ExpertPolicy) -> list[Trajectory]:
         cfg = self.config
         return collect_demonstrations(
-            env_factory(cfg, cfg.env.train_split, expert=True), expert, count_tasks(self.train_env),
+            env_factory(cfg, cfg.env.train_split, expert=True), expert, self.sft_tasks(),
             cfg.sft.episodes_per_task, self.memory, cfg.env.max_turns, cfg.env.id,
         )
+
+    def sft_tasks(self) -> int:
+        available = count_tasks(self.train_env)
+        requested = self.config.sft.tasks
+        if requested is not None and not 1 <= requested <= available:
+            raise ValueError(f"sft.tasks must be between 1 and the {available} training tasks, got {requested}")
+        return available if requested is None else requested
 
     def sft(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, metrics: MetricsLog) -> Path:
         cfg = self.config
