@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import string
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -42,6 +43,15 @@ def to_printable(text: str) -> str:
     """Fold text into the printable-ASCII charset of `text_space` (engines emit some unicode)."""
     allowed = set(string.printable)
     return "".join(ch if ch in allowed else "?" for ch in text)
+
+
+def count_tasks(make_env: Callable[[], TextEnv]) -> int:
+    """How many tasks the envs `make_env` builds hold (builds one and closes it)."""
+    env = make_env()
+    try:
+        return env.num_tasks
+    finally:
+        env.close()
 
 
 class TextEnv(gym.Env[str, str], ABC):

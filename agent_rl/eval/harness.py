@@ -81,10 +81,11 @@ def evaluate(
     config: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
-    """Run every episode of the protocol (skipping those already written) and tabulate them."""
-    env = make_env()
-    num_tasks = env.num_tasks
-    env.close()
+    """Run every episode of the protocol (skipping those already written) and tabulate them.
+
+    The protocol's `catalog_size` is the number of tasks in the split (see `count_tasks`).
+    """
+    num_tasks = protocol.catalog_size
     specs = episode_specs(num_tasks, list(protocol.seeds), protocol.episodes_per_seed)
     out = Path(out_dir) if out_dir is not None else None
     done: list[Trajectory] = []

@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agent_rl.config import TrainConfig, to_yaml
 from agent_rl.data import Trajectory
-from agent_rl.env_api import TextEnv
+from agent_rl.env_api import TextEnv, count_tasks
 from agent_rl.eval.harness import evaluate, success_definition
 from agent_rl.eval.plots import plot_learning_curve
 from agent_rl.eval.tables import EvalProtocol, TableRow, compare_markdown
@@ -56,14 +56,6 @@ def env_factory(config: TrainConfig, split: str, **extra: Any) -> Callable[[], T
     return functools.partial(make, config.env.id, split=split, **{**config.env.kwargs, **extra})
 
 
-def count_tasks(make_env: Callable[[], TextEnv]) -> int:
-    env = make_env()
-    try:
-        return env.num_tasks
-    finally:
-        env.close()
-
-
 class TrainingRun:
     def __init__(self, config: TrainConfig, log: Log = print) -> None:
         self.config = config
@@ -73,6 +65,14 @@ class TrainingRun:
         self.memory = HistoryMemory(window=config.env.history_window)
         self.train_env = env_factory(config, config.env.train_split)
         self.eval_env = env_factory(config, config.env.eval_split)
+
+    @functools.cached_property
+    def num_train_tasks(self) -> int:
+        return count_tasks(self.train_env)
+
+    @functools.cached_property
+    def num_eval_tasks(self) -> int:
+        return count_tasks(self.eval_env)
 
     def load(self, path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         model_cfg = self.config.model
@@ -102,7 +102,7 @@ class TrainingRun:
         )
 
     def sft_tasks(self) -> int:
-        available = count_tasks(self.train_env)
+        available = self.num_train_tasks
         requested = self.config.sft.tasks
         if requested is not None and not 1 <= requested <= available:
             raise ValueError(f"sft.tasks must be between 1 and the {available} training tasks, got {requested}")
@@ -132,7 +132,7 @@ class TrainingRun:
     def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str,
                  policy_label: str) -> list[TableRow]:
         cfg = self.config
-        num_tasks = count_tasks(self.eval_env)
+        num_tasks = self.num_eval_tasks
         protocol = EvalProtocol(
             env_id=cfg.env.id, split=cfg.env.eval_split, policy=policy_label, seeds=tuple(cfg.eval.seeds),
             episodes_per_seed=cfg.eval.episodes or num_tasks, catalog_size=num_tasks, max_steps=cfg.env.max_turns,
@@ -172,7 +172,7 @@ class TrainingRun:
             ref_model = self.load(start)[0].eval().requires_grad_(False)
         if checkpoints:
             model, tokenizer = self.load(checkpoints[-1] / "model")
-        trainer = RLTrainer(cfg, model, tokenizer, self.train_env, count_tasks(self.train_env), self.out, ref_model)
+        trainer = RLTrainer(cfg, model, tokenizer, self.train_env, self.num_train_tasks, self.out, ref_model)
         if trainer.resume():
             self.log(f"resumed from iteration {trainer.iteration}")
         self.rl_loop(trainer, metrics)
