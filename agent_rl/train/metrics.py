@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from agent_rl.io import append_jsonl, atomic_write, read_jsonl
+from agent_rl.io import append_jsonl, read_jsonl, write_jsonl
 
 
 class MetricsLog:
@@ -19,9 +18,7 @@ class MetricsLog:
         self.path = out_dir / "metrics.jsonl"
         if resume_from_iteration is not None and self.path.exists():
             # Lines written after the checkpoint we resume from will be produced again: drop them.
-            kept = [r for r in read_jsonl(self.path) if r.get("iteration", 0) <= resume_from_iteration]
-            with atomic_write(self.path) as handle:
-                handle.writelines(json.dumps(r) + "\n" for r in kept)
+            write_jsonl(self.path, [r for r in read_jsonl(self.path) if r.get("iteration", 0) <= resume_from_iteration])
         from torch.utils.tensorboard import SummaryWriter  # imported late: it pulls in tensorboard
 
         self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
