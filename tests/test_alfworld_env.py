@@ -14,6 +14,7 @@ pytest.importorskip("fast_downward", reason="the ALFWorld tests need textworld[p
 
 from agent_rl.envs.alfworld.engine import TASK_TYPES
 from agent_rl.envs.alfworld.env import AlfWorldEnv, AlfWorldGeneratedEnv, AlfWorldJsonEnv
+from agent_rl.envs.alfworld.explorer import ENTITY, NAVIGATION_PREFIXES, ExplorationState, exploring_action
 from agent_rl.envs.alfworld.games import folder_tasks, official_tasks
 from agent_rl.envs.alfworld.generate import GameJob, build_game, game_dir
 from agent_rl.envs.alfworld.suites import SEEN_FLOOR_PLANS, SUITES, Suite, suite_tasks
@@ -77,6 +78,45 @@ def test_the_expert_wins_generated_games_of_every_type_with_a_table_per_type(mak
     assert obs.startswith("-= Welcome to TextWorld, ALFRED! =-") and obs.endswith(f"Your task is to: {info['task']}")
     env.close()
 
+
+
+def test_the_exploring_expert_wins_every_type_and_acts_only_on_what_it_has_seen(make_tiny) -> None:
+    env = make_tiny(expert=True, expert_mode="explore")
+    planner = make_tiny(expert=True)
+    for index, task_type in enumerate(TASK_TYPES):
+        obs, info = env.reset(seed=0, options={"task_index": index})
+        observed, actions, done = set(ENTITY.findall(obs)), [], False
+        while not done:
+            action = info["expert_action"]
+            if not action.startswith(NAVIGATION_PREFIXES):  # a manipulation names only seen things
+                assert set(ENTITY.findall(action)) <= observed, (task_type, action, actions)
+            actions.append(action)
+            obs, _, terminated, truncated, info = env.step(action)
+            observed |= set(ENTITY.findall(obs))
+            done = terminated or truncated
+        assert info["won"], (task_type, actions)
+        planner_observations, _, _ = play_expert(planner, index)
+        # searching costs steps: never fewer than the omniscient plan's
+        assert len(actions) >= len(planner_observations) - 1, (task_type, actions)
+
+
+def test_exploring_action_searches_in_order_opens_closed_receptacles_then_follows_the_plan() -> None:
+    plan = ["go to toilet 1", "take soapbottle 1 from toilet 1", "go to shelf 1", "move soapbottle 1 to shelf 1"]
+    admissible = ["go to toilet 1", "go to cabinet 2", "go to cabinet 1", "look"]
+    state = ExplorationState()
+    state.observe("you see a cabinet 2, a cabinet 1, and a toilet 1.")
+    assert exploring_action(plan, state, admissible) == "go to cabinet 1"  # first unvisited, sorted
+    state.executed("go to cabinet 1")
+    assert exploring_action(plan, state, admissible + ["open cabinet 1"]) == "open cabinet 1"
+    assert exploring_action(plan, state, admissible) == "go to cabinet 2"  # open, or not openable: move on
+    state.observe("You open the cabinet 1. In it, you see a soapbottle 1.")
+    assert exploring_action(plan, state, admissible) == "go to toilet 1"  # seen: the plan leads the way
+    assert exploring_action([], state, admissible) is None
+
+
+def test_expert_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="expert_mode must be one of"):
+        AlfWorldEnv([object()], expert_mode="oracle")  # type: ignore[list-item]
 
 def test_generated_games_are_read_by_alfworlds_own_loader(cache_dir: Path) -> None:
     from alfworld.agents.environment.alfred_tw_env import AlfredTWEnv

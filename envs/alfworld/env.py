@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_rl.envs.alfworld.engine import request_infos, start_engine
+from agent_rl.envs.alfworld.explorer import ExplorationState, exploring_action
 from agent_rl.envs.alfworld.games import AlfWorldTask, official_tasks
 from agent_rl.envs.alfworld.suites import Suite, get_suite, suite_tasks
 from agent_rl.envs.game_files import GameFileEnv
@@ -30,6 +31,7 @@ from agent_rl.env_api import to_printable
 DEFAULT_MAX_STEPS = 50  # the seed papers' ALFWorld limit
 MAX_ACTION_LENGTH = 256
 ANCHORS = ("observation", "state")
+EXPERT_MODES = ("planner", "explore")
 ANCHOR_HEX_DIGITS = 16
 TASK_MARKER = "Your task is to: "
 HIDDEN_ACTIONS = frozenset({"help"})  # the papers' prompts never offer it
@@ -79,6 +81,9 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
         anchor: "observation" (default, as the seed papers: the current observation text) or
             "state" (a hash of the PDDL state facts: equal states, equal keys, whatever the wording).
         task_set: names the games for result tables (default: "<N> ALFWorld games").
+        expert_mode: "planner" (default: the plan, which knows where everything is) or "explore"
+            (searches for what it has not seen before following the plan; see `explorer.py`): the
+            demonstrations a policy can imitate from its observations.
     """
 
     def __init__(
@@ -88,11 +93,16 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
         expert: bool = False,
         anchor: str = "observation",
         task_set: str = "",
+        expert_mode: str = "planner",
     ) -> None:
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+        if expert_mode not in EXPERT_MODES:
+            raise ValueError(f"expert_mode must be one of {EXPERT_MODES}, got {expert_mode!r}")
         super().__init__(tasks, task_set or f"{len(tasks)} ALFWorld games", max_steps, expert)
         self.anchor = anchor
+        self.expert_mode = expert_mode
+        self._explored = ExplorationState()
         self._request = request_infos()
         self._task: AlfWorldTask | None = None
         self._state: Any = None
@@ -114,6 +124,8 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
         self._plan = list(self._state.get("policy_commands") or []) if self.expert else []
         self._obs = to_printable(self._state.feedback)
         self._instruction = task_text(self._obs)
+        self._explored = ExplorationState()
+        self._explored.observe(self._obs)
         self._steps = 0
         self._episode_over = False
         return self._obs, self._info(rejected=False)
@@ -139,6 +151,9 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
             elif on_plan:
                 self._plan = self._plan[1:]
             self._obs = to_printable(self._state.feedback)
+            if executed:
+                self._explored.executed(command)
+            self._explored.observe(self._obs)
             reward = 1.0 if self._state["won"] else 0.0
         else:
             self._obs = (
@@ -170,7 +185,9 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
             "game_file": str(self._task.game_file),
             "action_rejected": rejected,
         }
-        if self.expert:
+        if self.expert and self.expert_mode == "explore":
+            info["expert_action"] = exploring_action(self._plan, self._explored, info["admissible_actions"])
+        elif self.expert:
             info["expert_action"] = self._plan[0] if self._plan else None
         return info
 
@@ -182,7 +199,7 @@ class AlfWorldJsonEnv(AlfWorldEnv):
         path: the json_2.1.1 folder (holding train/, valid_seen/, valid_unseen/), or one split folder.
         split: "train", "valid_seen" (in-distribution, the papers' eval split) or "valid_unseen".
         task_types: play only these task types (default: all six).
-        max_steps, expert, anchor: as `AlfWorldEnv`.
+        max_steps, expert, anchor, expert_mode: as `AlfWorldEnv`.
     """
 
     def __init__(
@@ -193,10 +210,11 @@ class AlfWorldJsonEnv(AlfWorldEnv):
         max_steps: int = DEFAULT_MAX_STEPS,
         expert: bool = False,
         anchor: str = "observation",
+        expert_mode: str = "planner",
     ) -> None:
         types = f", task types {sorted(task_types)}" if task_types else ""
         super().__init__(official_tasks(path, split, task_types), max_steps, expert, anchor,
-                         f"ALFWorld official games in {path}, split {split!r}{types}")
+                         f"ALFWorld official games in {path}, split {split!r}{types}", expert_mode)
 
 
 class AlfWorldGeneratedEnv(AlfWorldEnv):
@@ -206,7 +224,7 @@ class AlfWorldGeneratedEnv(AlfWorldEnv):
         suite: a suite name ("generated", "demo") or a `Suite`.
         split: "train", "test" (held-out games in the training rooms) or "test_unseen" (rooms never
             trained on, like ALFWorld's valid_unseen).
-        max_steps, expert, anchor: as `AlfWorldEnv`.
+        max_steps, expert, anchor, expert_mode: as `AlfWorldEnv`.
         cache_dir: where generated games are kept (default $AGENT_RL_CACHE, else ~/.cache/agent_rl).
     """
 
@@ -218,7 +236,8 @@ class AlfWorldGeneratedEnv(AlfWorldEnv):
         expert: bool = False,
         anchor: str = "observation",
         cache_dir: str | os.PathLike[str] | None = None,
+        expert_mode: str = "planner",
     ) -> None:
         chosen = get_suite(suite)
         super().__init__(suite_tasks(chosen, split, cache_dir), max_steps, expert, anchor,
-                         f"ALFWorld suite {chosen.name!r}, split {split!r} (generated here)")
+                         f"ALFWorld suite {chosen.name!r}, split {split!r} (generated here)", expert_mode)
