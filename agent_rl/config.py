@@ -69,6 +69,57 @@ class RolloutConfig:
 
 
 @dataclass
+class VLLMSettings:
+    """vLLM rollouts (`policy.backend: vllm`; GPU only, `pip install agent-rl[gpu]`)."""
+
+    # colocated: an in-process engine on each training GPU, sharing it with the trainer (verl's layout);
+    # split: a `vllm serve` server on other GPUs, fed LoRA adapters through /v1/load_lora_adapter
+    placement: str = "colocated"
+    gpu_memory_utilization: float = 0.35  # colocated: share of the GPU vLLM reserves (weights + KV cache)
+    tensor_parallel_size: int = 1  # colocated: GPUs per engine (each rank runs its own engine)
+    max_model_len: int | None = None  # prompt + response tokens; None = the model's limit (a larger KV cache)
+    sleep_during_update: bool = True  # colocated: vLLM frees its GPU memory (sleep level 1) while the trainer updates
+    enforce_eager: bool = False  # skip CUDA graph capture (faster start, slower decoding)
+    check_sync: bool = True  # after every weight sync, compare vLLM's and the trainer's log-probs on the same tokens
+    server_url: str | None = None  # split: the server's base URL, e.g. http://gpu-node:8000
+    served_model: str | None = None  # split: the base model's name on the server (default: model.path)
+    sync_dir: str | None = None  # split: a directory the server can read; each update's adapter is saved there
+    request_timeout_s: float = 600.0  # split: a weight load or generate call slower than this is an error, not a hang
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(f"policy.vllm.placement must be one of {list(PLACEMENTS)}, got {self.placement!r}")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ConfigError(f"policy.vllm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"policy.vllm.tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+
+
+@dataclass
+class PolicyConfig:
+    """Which engine generates the rollouts; the trainer always updates the transformers model."""
+
+    backend: str = "hf"  # hf: transformers generate on the trained model; vllm: a vLLM engine synced after updates
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"policy.backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+
+
+@dataclass
+class TrainSettings:
+    """How the update runs on the hardware; `accelerate launch` chooses DDP / FSDP / DeepSpeed (configs/accelerate/)."""
+
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    mixed_precision: str = "no"  # bf16: autocast through accelerate (GPU); "no" keeps the model's dtype
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"train.mixed_precision must be one of {list(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+
+
+@dataclass
 class AlgoConfig:
     name: str = "gigpo"
     params: dict[str, Any] = field(default_factory=dict)  # overrides of the method's config (see `agent-rl algos`)
@@ -122,6 +173,8 @@ class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
     iterations: int = 20
     seed: int = 0
     out_dir: str = "runs/demo"
@@ -131,6 +184,11 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     pass
+
+
+BACKENDS = ("hf", "vllm")
+PLACEMENTS = ("colocated", "split")
+MIXED_PRECISION = ("no", "bf16")
 
 
 # A method's preset (`configs/algos/<name>.yaml`) holds its papers' settings; only these sections,
