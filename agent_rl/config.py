@@ -66,6 +66,22 @@ class RolloutConfig:
     group_size: int = 8  # G rollouts per task from the same seed (seed papers: 8)
     temperature: float = 1.0
     max_new_tokens: int = 32
+    # Where envs run (agent_rl/rollout/envpool.py): 0 = in this process; N = on N Ray worker processes
+    # (`pip install agent-rl[ray]`), the episodes spread over them, several envs per worker.
+    env_workers: int = 0
+    env_timeout_s: float = 120.0  # Ray: a worker that answers no batch of resets/steps in this time is killed
+    env_max_retries: int = 2  # Ray: restarts of an episode whose worker died or hung; then it is kept as env_error
+    # Ray: modules every worker imports before it builds an env (where a user's register() calls live);
+    # built-in and plugin envs need none: workers discover the agent_rl.envs entry points themselves.
+    worker_modules: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.env_workers < 0:
+            raise ConfigError(f"rollout.env_workers must be >= 0 (0 = envs in this process), got {self.env_workers}")
+        if self.env_timeout_s <= 0:
+            raise ConfigError(f"rollout.env_timeout_s must be > 0 seconds, got {self.env_timeout_s}")
+        if self.env_max_retries < 0:
+            raise ConfigError(f"rollout.env_max_retries must be >= 0, got {self.env_max_retries}")
 
 
 @dataclass
