@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from agent_rl.envs.appworld.env import AppWorldEnv
 from agent_rl.envs.appworld.official import official_task_ids, resolve_root
-from agent_rl.envs.appworld.sandbox import (
+from agent_rl.envs.appworld.setup import PYTHON_ENV_VAR, default_python
+from agent_rl.envs.appworld.tasks import TASKS, TASKS_BY_ID
+from agent_rl.tools.sandbox import (
     LimitedWorker,
     SandboxError,
     SandboxLimits,
     SandboxTimeout,
     isolation,
 )
-from agent_rl.envs.appworld.setup import PYTHON_ENV_VAR, default_python
-from agent_rl.envs.appworld.tasks import TASKS, TASKS_BY_ID
 
 from agent_rl.registry import make
 

@@ -10,8 +10,8 @@ calls the real simulated apps; `apis.api_docs` documents them. The episode ends 
 `complete_task(...)` (generated tasks) or `apis.supervisor.complete_task(...)` (official tasks): the
 reward is 1 if the task's check (generated) or AppWorld's own evaluator (official) passes, else 0.
 
-The apps run in a worker process (`worker.py`) under `sandbox.LimitedWorker` limits, in the interpreter
-`python` (default $AGENT_RL_APPWORLD_PYTHON, else the venv `python -m agent_rl.envs.appworld.setup` builds,
+The apps run in a worker process (`worker.py`) under `agent_rl.tools.sandbox.LimitedWorker` limits, in the
+interpreter `python` (default $AGENT_RL_APPWORLD_PYTHON, else the venv `python -m agent_rl.envs.appworld.setup` builds,
 else this one): appworld pins old pydantic, httpx and pytest, so it usually lives in a venv of its own. A cell that fails (syntax, exception, AppWorld's safety check,
 its timeout) is an invalid step with the error as observation; a worker that must be killed (hard
 timeout, memory) ends the episode with reward 0, and the next reset starts a fresh worker.
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agent_rl.envs.appworld.official import official_task_ids, resolve_root
-from agent_rl.envs.appworld.sandbox import LimitedWorker, SandboxError, SandboxLimits
 from agent_rl.envs.appworld.setup import PYTHON_ENV_VAR, default_python
 from agent_rl.envs.appworld.tasks import CREDENTIALS, TASKS, GeneratedTask
+from agent_rl.tools.sandbox import LimitedWorker, SandboxError, SandboxLimits
 
 from agent_rl.env_api import ActionSyntax, TextEnv, check_max_steps, to_printable
 

@@ -6,7 +6,7 @@ Requests: {"op": "start_generated", "task_id", "seed"} | {"op": "start_official"
 {"op": "execute", "code"} | {"op": "evaluate"}. Every reply has "error" ("" when all went well).
 The agent's code runs with AppWorld's own safety: its syntax check (no disallowed imports or calls)
 and its null patching of dangerous functions while the code runs; the process itself is limited by
-`sandbox.LimitedWorker`. Imports only the standard library and appworld.
+`agent_rl.tools.sandbox.LimitedWorker`. Imports only the standard library and appworld.
 """
 
 from __future__ import annotations

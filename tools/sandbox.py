@@ -1,0 +1,441 @@
+"""Run untrusted programs under kernel limits: one-shot commands (`Sandbox`) or a JSON-lines worker (`LimitedWorker`).
+
+    with Sandbox(SandboxLimits(timeout_s=30, memory_mb=2048)) as box:
+        result = box.run(["bash", "-c", "pytest -q"], cwd="repo")   # CommandResult(output, exit_code, error)
+
+    worker = LimitedWorker([python, "worker.py"], SandboxLimits(timeout_s=10))
+    reply = worker.call({"op": "execute", "code": "print(1)"})  # SandboxTimeout if it takes too long
+
+Threat model (what holds, and where). The code run here is written by a model and may be hostile. What
+it is given: its workspace (a directory it owns), the read-only host file system, and the limits below.
+- Resource limits (`resource.setrlimit`, always): address space (`memory_mb`), CPU seconds, the size of
+  any file it writes, processes, no core files; a wall-clock timeout that kills it; output beyond
+  `max_reply_chars` is cut and the program stopped (a worker's over-long reply is refused).
+- With `isolation() == "namespaces"` (`unshare` works: this container as root, or any Linux host that
+  allows unprivileged user namespaces), a `Sandbox` command runs in new network, mount and PID
+  namespaces: no network interface but a downed loopback (no host, LAN or Internet connection, not even
+  to the host's 127.0.0.1); every mount read-only except its workspace, so no write outside it, through
+  symlinks, `..` or anything else; the directory holding every workspace is hidden behind an empty tmpfs
+  but for its own, so parallel sandboxes never see each other's files; killing its PID namespace's
+  init kills every process it started, `setsid` and double forks included. Then it drops every
+  capability (empty bounding set, no_new_privs: it cannot remount, mount or gain privileges through
+  setuid programs). Where the host runs us as root, it also becomes a uid of its own (random, above
+  2^20, no name, no groups), so it owns nothing outside its workspace, root-only files such as /root
+  are out of reach, and RLIMIT_NPROC (which root ignores) counts its processes alone: a fork bomb stops
+  at `max_processes`. Directories it must read that root keeps private (an interpreter under /root, as
+  pyenv installs it) are shown alone through a tmpfs (`readable=`). The host's environment variables
+  are not passed on. Without root, it runs as the calling user inside a user namespace, and
+  RLIMIT_NPROC counts that user's other processes too (the limit is set above their number).
+- What it can still do: read any world-readable host file; use CPU and memory up to the limits (no
+  cgroup: the memory limit is per process, so `max_processes` x `memory_mb` bounds the total); fill its
+  workspace up to `disk_mb` (checked after each command, the command's result says so; each file is
+  capped at `file_mb`); connect to filesystem Unix sockets its uid may open (none, as a uid of its own).
+- With `isolation() == "none"` (no `unshare`), only the resource limits and timeouts hold: it keeps the
+  network and the caller's file access. A warning says so; the tests of the isolation are skipped.
+`LimitedWorker` (AppWorld's app worker) keeps the network and mount namespaces and the read-only file
+system, but neither the PID namespace nor the change of uid: the worker's interpreter is its own venv.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import resource
+import secrets
+import selectors
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # typing.Self needs Python 3.11; annotations are never evaluated at runtime here
+    from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
+
+# Inside the new mount namespace: every mount read-only (proc aside), then the workspace bound back read-write.
+_READ_ONLY_MOUNTS = (
+    'for m in $(awk \'$3 != "proc" {print $2}\' /proc/self/mounts); do mount -o remount,bind,ro "$m" 2>/dev/null; done'
+)
+_READ_ONLY_FS = (
+    f'mount --make-rprivate / && {_READ_ONLY_MOUNTS}; '
+    'mount --bind "$WS" "$WS" && mount -o remount,bind,rw "$WS" && cd "$WS" && exec "$@"'
+)
+SANDBOX_UID_MIN = 2**20  # sandbox uids are drawn above every uid a distribution hands out
+SANDBOX_ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+KILL_GRACE_S = 2.0  # how long to wait for the pipe to close after a kill (processes that escaped the group)
+
+
+class SandboxError(RuntimeError):
+    """The worker could not answer: it timed out, died, or broke the protocol (it is stopped)."""
+
+
+class SandboxTimeout(SandboxError):
+    pass
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float = 30.0  # wall clock per call or command
+    memory_mb: int = 4096  # address space per process (RLIMIT_AS); the AppWorld worker alone maps ~1.5 GB
+    cpu_s: int = 3600  # CPU seconds per process (RLIMIT_CPU)
+    file_mb: int = 64  # largest file a process may write (RLIMIT_FSIZE)
+    # RLIMIT_NPROC: exact for a `Sandbox` run as root (a uid of its own); otherwise it counts every process
+    # of the user machine-wide, so it is loose
+    max_processes: int = 4096
+    max_reply_chars: int = 1_000_000  # output read from the program: a longer command output is cut
+    disk_mb: int = 1024  # what a `Sandbox` workspace may hold after a command (LimitedWorker: unused)
+    isolate: bool = True  # no network, read-only file system outside the workspace (where the host allows)
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "memory_mb", "cpu_s", "file_mb", "max_processes", "max_reply_chars", "disk_mb"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"SandboxLimits.{name} must be a positive number, got {value!r}")
+
+
+@functools.cache
+def isolation() -> str:
+    """How this host isolates sandboxes: "namespaces" (no network, read-only fs) or "none" (rlimits only)."""
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        logger.warning("unshare/setpriv (util-linux) not found: sandboxed code keeps network and file access, "
+                       "limited by rlimits only")
+        return "none"
+    uid = SANDBOX_UID_MIN if os.geteuid() == 0 else None  # the uid drop is part of what is probed
+    with tempfile.TemporaryDirectory() as workspace:
+        probe = subprocess.run(_namespace_argv(workspace, hide=None, uid=uid, readable=()) + ["true"], cwd=workspace,
+                               env={"PATH": SYSTEM_PATH, "AGENT_RL_CWD": workspace}, check=False,
+                               capture_output=True, timeout=30)
+    if probe.returncode == 0:
+        return "namespaces"
+    logger.warning("unshare is not allowed here (%s): sandboxed code keeps network and file access, "
+                   "limited by rlimits only", probe.stderr.decode(errors="replace").strip()[:200])
+    return "none"
+
+
+def _unshare_prefix(workspace: str) -> list[str]:
+    """`LimitedWorker`'s isolation: network and mount namespaces, read-only fs but the workspace."""
+    return ["unshare", "--net", "--mount", "--propagation", "private", "env", f"WS={workspace}",
+            "sh", "-c", _READ_ONLY_FS, "sh"]
+
+
+def _first_private_ancestor(path: str) -> str | None:
+    """The highest directory on `path` that others may not search (its mode lacks o+x), if any."""
+    current = "/"
+    for part in Path(path).parts[1:]:
+        current = os.path.join(current, part)
+        try:
+            mode = os.stat(current).st_mode
+        except OSError:
+            return None
+        if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
+            return current
+    return None
+
+
+def _expose_script(readable: Sequence[str]) -> list[str]:
+    """Shell lines that make `readable` reachable for a non-root uid: each private ancestor is covered by a
+    tmpfs holding only those paths (bound back from file descriptors opened before the cover)."""
+    covers: dict[str, list[str]] = {}
+    for path in dict.fromkeys(os.path.realpath(p) for p in readable):
+        ancestor = _first_private_ancestor(path)
+        if ancestor is not None:
+            covers.setdefault(ancestor, []).append(path)
+    lines, fd = [], 3
+    for ancestor, paths in covers.items():
+        held = list(zip(range(fd, fd + len(paths)), paths, strict=True))
+        fd += len(paths)
+        if fd > 10:  # sh redirections take single-digit descriptors
+            raise ValueError(f"too many private paths to expose in the sandbox: {readable}")
+        lines += [f"exec {n}<{shlex.quote(p)}" for n, p in held]
+        lines.append(f"mount -t tmpfs -o mode=755,size=1m agent_rl_hidden {shlex.quote(ancestor)}")
+        lines += [f"mkdir -p {shlex.quote(p)} && mount -c --rbind /proc/self/fd/{n} {shlex.quote(p)} && exec {n}<&-"
+                  for n, p in held]
+    return lines
+
+
+def _namespace_argv(workspace: str, hide: str | None, uid: int | None, readable: Sequence[str]) -> list[str]:
+    """`unshare` + a setup script: new net/mount/pid namespaces, `hide` covered but for `workspace`,
+    `readable` exposed, every mount read-only but the workspace, then no capabilities (and `uid` if given)."""
+    ws = shlex.quote(workspace)
+    lines = ["set -e", "mount --make-rprivate /"]
+    if hide is not None:  # hide the other workspaces; ours comes back from the cwd, opened before the cover
+        lines += [f"mount -t tmpfs -o mode=755,size=1m agent_rl_hidden {shlex.quote(hide)}",
+                  f"mkdir -p {ws}", f"mount -c --bind /proc/self/cwd {ws}"]
+    else:
+        lines.append(f"mount --bind {ws} {ws}")
+    lines += _expose_script(readable)
+    lines += ["set +e", _READ_ONLY_MOUNTS, "set -e", f"mount -o remount,bind,rw {ws}", 'cd "$AGENT_RL_CWD"']
+    drop = ["setpriv", "--clear-groups", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs"]
+    if uid is not None:
+        drop += [f"--reuid={uid}", f"--regid={uid}"]
+    lines.append(f'exec {shlex.join(drop)} -- "$@"')
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    return ["unshare", *user, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+            "--propagation", "private", "sh", "-c", "\n".join(lines), "sh"]
+
+
+def _limit_resources(limits: SandboxLimits, max_processes: int) -> None:
+    """Runs in the child between fork and exec: own process group (so a timeout kills it all), rlimits."""
+    os.setsid()
+    memory = limits.memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))
+    size = limits.file_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _user_process_count() -> int:
+    """How many processes this user runs now (RLIMIT_NPROC counts them with the sandbox's own)."""
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                continue
+    return count
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command left: its output (stdout and stderr interleaved, cut at the limit), its exit code
+    (negative: killed by that signal; None: stopped by the sandbox), and why the sandbox stopped it ('' if not)."""
+
+    output: str
+    exit_code: int | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.error
+
+
+def default_sandbox_root() -> Path:
+    """Where workspaces are made: $AGENT_RL_SANDBOX_DIR, else <tmp>/agent_rl_sandboxes (hidden from each sandbox)."""
+    return Path(os.environ.get("AGENT_RL_SANDBOX_DIR") or Path(tempfile.gettempdir()) / "agent_rl_sandboxes")
+
+
+def _remove_stale_workspaces(root: Path) -> None:
+    """Workspaces whose owning process is gone (it crashed or was killed before `close`)."""
+    for entry in root.iterdir():
+        pid = entry.name.split("_", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+class Sandbox:
+    """A private workspace directory and the limits every command in it runs under (see the module docstring).
+
+    `workspace` is the directory commands see as theirs (its path is the same inside and out); the caller
+    fills it from the host (`populate`, trusted content only) before commands run. `close` (or the context
+    manager, or garbage collection) removes it; workspaces left by a process that died are removed by the
+    next `Sandbox` made under the same root.
+
+    Args:
+        limits: the resource limits and the timeout of each command.
+        readable: host paths commands must be able to read (an interpreter and its libraries); needed only
+            when a directory above them is private to root.
+        root: the directory holding every workspace (default `default_sandbox_root()`).
+    """
+
+    def __init__(self, limits: SandboxLimits, readable: Sequence[str] = (), root: str | os.PathLike | None = None
+                 ) -> None:
+        self.limits = limits
+        self.isolation = isolation() if limits.isolate else "none"
+        self.root = Path(root) if root is not None else default_sandbox_root()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        _remove_stale_workspaces(self.root)
+        self.workspace = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_", dir=self.root))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.workspace, ignore_errors=True)
+        as_root = self.isolation == "namespaces" and os.geteuid() == 0
+        self.uid = SANDBOX_UID_MIN + secrets.randbelow(2**30) if as_root else None
+        self.readable = tuple(readable) if as_root else ()  # without root, private paths stay private
+        # RLIMIT_NPROC counts the whole user's processes unless the sandbox has a uid of its own
+        self._nproc = limits.max_processes if self.uid is not None else _user_process_count() + limits.max_processes
+
+    def populate(self) -> None:
+        """Hand the workspace over to the sandbox uid, after the host has written its trusted content."""
+        if self.uid is None:
+            return
+        for directory, dirs, files in os.walk(self.workspace):
+            for name in [directory, *(os.path.join(directory, n) for n in dirs + files)]:
+                os.lchown(name, self.uid, self.uid)
+
+    def run(self, argv: Sequence[str], cwd: str = ".", stdin: bytes = b"", env: dict[str, str] | None = None,
+            timeout_s: float | None = None) -> CommandResult:
+        """Run `argv` in `cwd` (relative to the workspace) under the limits; it gets `stdin` and only `env`
+        (with PATH, HOME and TMPDIR pointing into the workspace), never the host's environment."""
+        workdir = os.path.normpath(self.workspace / cwd)
+        if not workdir.startswith(str(self.workspace)):
+            raise ValueError(f"cwd {cwd!r} leaves the workspace")
+        variables = {"PATH": SYSTEM_PATH, "HOME": str(self.workspace), "TMPDIR": str(self.workspace),
+                     **SANDBOX_ENV, **(env or {}), "AGENT_RL_CWD": workdir}
+        if self.isolation == "namespaces":
+            prefix = _namespace_argv(str(self.workspace), hide=str(self.root), uid=self.uid, readable=self.readable)
+            # the setup script opens the workspace from its cwd; the command's cwd is $AGENT_RL_CWD
+            start_dir = str(self.workspace)
+        else:
+            prefix, start_dir = [], workdir
+        proc = subprocess.Popen(
+            [*prefix, *argv], cwd=start_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=variables,
+            # rlimits must be set in the child before exec; sandboxes are started from one thread at a time
+            preexec_fn=functools.partial(_limit_resources, self.limits, self._nproc),  # noqa: PLW1509
+        )
+        output, error = self._communicate(proc, stdin, self.limits.timeout_s if timeout_s is None else timeout_s)
+        code = None if error else proc.returncode
+        disk = self.disk_usage_mb()
+        if not error and disk > self.limits.disk_mb:
+            error = f"the workspace holds {disk:.0f} MB, over the limit of {self.limits.disk_mb} MB"
+        return CommandResult(output.decode(errors="replace"), code, error)
+
+    def _communicate(self, proc: subprocess.Popen, stdin: bytes, timeout_s: float) -> tuple[bytes, str]:
+        """Feed stdin, read the output up to the limit; on a timeout or too much output, kill the group."""
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(stdin)
+        except BrokenPipeError:
+            pass
+        proc.stdin.close()
+        deadline = time.monotonic() + timeout_s
+        chunks, size, error = [], 0, ""
+        fd = proc.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    error = f"the command ran past the {timeout_s:g} s time limit and was stopped"
+                    break
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > self.limits.max_reply_chars:
+                    error = f"the command printed more than {self.limits.max_reply_chars} bytes and was stopped"
+                    break
+        if error:
+            _kill_group(proc)
+        else:
+            try:
+                proc.wait(timeout=KILL_GRACE_S)
+            except subprocess.TimeoutExpired:  # output closed but the process lingers: it is stopped
+                _kill_group(proc)
+        proc.stdout.close()
+        return b"".join(chunks)[: self.limits.max_reply_chars], error
+
+    def disk_usage_mb(self) -> float:
+        """The size of the files in the workspace (lstat only: links are not followed)."""
+        total = 0
+        for directory, _, files in os.walk(self.workspace):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(directory, name)).st_size
+                except OSError:
+                    continue
+        return total / 2**20
+
+    def close(self) -> None:
+        """Remove the workspace (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LimitedWorker:
+    """A long-lived worker process (`argv`) in its own workspace, answering one JSON line per request."""
+
+    def __init__(self, argv: list[str], limits: SandboxLimits, env: dict[str, str] | None = None) -> None:
+        self.limits = limits
+        self.workspace = tempfile.mkdtemp(prefix="agent_rl_sandbox_")
+        self.isolation = isolation() if limits.isolate else "none"
+        prefix = _unshare_prefix(self.workspace) if self.isolation == "namespaces" else []
+        self._proc = subprocess.Popen(
+            prefix + argv, cwd=self.workspace, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {}), "HOME": self.workspace},
+            # rlimits must be set in the child before exec; the env spawns workers from one thread
+            preexec_fn=functools.partial(_limit_resources, limits, limits.max_processes),  # noqa: PLW1509
+        )
+        self._buffer = b""
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def call(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        """Send one request, wait for its one-line JSON reply; a timeout or a death stops the worker."""
+        if not self.alive:
+            raise SandboxError(f"the worker has exited (code {self._proc.returncode})")
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError as err:
+            self.close()
+            raise SandboxError("the worker closed its input") from err
+        line = self._read_line(self.limits.timeout_s if timeout_s is None else timeout_s)
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as err:
+            self.close()
+            raise SandboxError(f"the worker's reply is not JSON: {line[:200]!r}") from err
+
+    def _read_line(self, timeout_s: float) -> bytes:
+        assert self._proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        fd = self._proc.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    self.close()
+                    raise SandboxTimeout(f"the worker gave no answer within {timeout_s:g} s and was stopped")
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    code = self._proc.wait()
+                    self.close()
+                    raise SandboxError(f"the worker died (exit code {code}; a memory or CPU limit, or a crash)")
+                self._buffer += chunk
+                if len(self._buffer) > self.limits.max_reply_chars:
+                    self.close()
+                    raise SandboxError(f"the worker's reply exceeded {self.limits.max_reply_chars} bytes")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def close(self) -> None:
+        """Kill the worker's process group and remove its workspace (idempotent)."""
+        _kill_group(self._proc)
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream is not None:
+                stream.close()
+        shutil.rmtree(self.workspace, ignore_errors=True)
