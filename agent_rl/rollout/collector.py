@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_rl.data import Group, Step, Trajectory
-from agent_rl.env_api import TextEnv
+from agent_rl.env_api import ActionSyntax, TextEnv
 from agent_rl.policy.base import Policy, PolicyRequest
+from agent_rl.rollout.envpool import EnvRaised, EnvWorkers, PoolReply, Reset, make_env_pool
 from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.rollout.parsing import parse_response
 
@@ -38,12 +39,12 @@ class EpisodeSpec:
 
 @dataclass
 class _LiveEpisode:
-    slot: int  # index of the env this episode runs in
-    env: TextEnv
+    slot: int  # the pool slot (env) this episode runs in; equal to its index in `Collector.run`'s episodes
     spec: EpisodeSpec
-    obs: str
-    info: dict[str, Any]
     trajectory: Trajectory
+    obs: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    action_syntax: ActionSyntax = field(default_factory=ActionSyntax)
     history: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -70,11 +71,15 @@ def action_is_valid(action: str, admissible: list[str], info: dict[str, Any]) ->
 
 
 class Collector:
-    """Runs episodes in lock-step: each turn, one `policy.act` call answers every live episode.
+    """Runs episodes in lock-step: each turn, one `policy.act` call answers every live episode, and one
+    env-pool call steps all their actions (`agent_rl.rollout.envpool`: in process, or on Ray workers).
 
     An unparsable response is an invalid step (the env is not stepped; the agent sees why in its
     history). An env that raises is replaced by a fresh one and its trajectory is marked in
-    `metadata["env_error"]`, never dropped silently. Reaching `max_turns` truncates the episode.
+    `metadata["env_error"]`, never dropped silently. An episode whose env was lost with its worker
+    process (died or hung past `workers.timeout_s`) restarts from scratch, at most `workers.max_retries`
+    times, recorded in `metadata["env_retries"]` / `["env_retry_reasons"]`; after that it is kept marked
+    `env_error`. Every spec comes back exactly once. Reaching `max_turns` truncates the episode.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class Collector:
         memory: HistoryMemory,
         max_turns: int,
         env_id: str = "",
+        workers: EnvWorkers | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
@@ -92,7 +98,10 @@ class Collector:
         self.memory = memory
         self.max_turns = max_turns
         self.env_id = env_id
-        self._envs: list[TextEnv] = []  # reused across calls: building an env can cost a game load
+        self.workers = workers or EnvWorkers()
+        # Envs are reused across runs (building one can cost a game load): slot i serves episode i of each run.
+        self.pool = make_env_pool(make_env, self.workers)
+        self._lost: dict[int, str] = {}  # slots whose env was lost, not yet handled (see _restart_lost)
         self.timing = RolloutTiming()
 
     def collect_groups(self, tasks: list[tuple[int, int]], group_size: int, prefix: str) -> list[Group]:
@@ -118,8 +127,10 @@ class Collector:
         source's state is dropped with a warning (see `_fork`).
         """
         self.timing = RolloutTiming()
-        self._ensure_envs(len(specs))
-        episodes = [self._start(slot, spec) for slot, spec in enumerate(specs)]
+        self._lost.clear()
+        episodes = [self._episode(slot, spec) for slot, spec in enumerate(specs)]
+        self._begin(episodes)
+        self._restart_lost(episodes)
         live = [ep for ep in episodes if not episode_finished(ep.trajectory)]
         while live:
             requests = [
@@ -135,8 +146,8 @@ class Collector:
             self.timing.policy_calls += 1
             if len(outputs) != len(requests):  # zip would leave the unanswered episodes live forever
                 raise ValueError(f"the policy returned {len(outputs)} outputs for {len(requests)} requests")
-            for episode, request, output in zip(live, requests, outputs):
-                step = Step(
+            steps = [
+                Step(
                     obs=episode.obs,
                     anchor=episode.info["anchor"],
                     prompt=output.prompt_text or request.messages[-1]["content"],
@@ -149,18 +160,18 @@ class Collector:
                     logprobs=output.logprobs,
                     entropy=output.entropy,
                 )
-                self._advance(episode, step)
-            acted = live
+                for episode, request, output in zip(live, requests, outputs)
+            ]
+            self._advance(live, steps)
+            restarted = {id(ep) for ep in self._restart_lost(episodes)}
+            acted = [ep for ep in live if id(ep) not in restarted]  # a restarted episode has no step to show
             live = [ep for ep in live if not episode_finished(ep.trajectory)]
             if after_turn is not None:
                 added = self._add(after_turn([ep.trajectory for ep in acted], [ep.trajectory for ep in episodes]),
                                   episodes)
+                self._restart_lost(episodes)
                 live += [ep for ep in added if not episode_finished(ep.trajectory)]
         return [ep.trajectory for ep in episodes]
-
-    def _ensure_envs(self, count: int) -> None:
-        while len(self._envs) < count:
-            self._envs.append(self.make_env())
 
     def _add(self, specs: list[EpisodeSpec], episodes: list[_LiveEpisode]) -> list[_LiveEpisode]:
         """Start `specs` in new env slots and append them to `episodes`; returns those that started."""
@@ -170,9 +181,9 @@ class Collector:
             if spec.traj_id in by_id:  # two trajectories under one id would be trained as one
                 raise ValueError(f"after_turn added an episode with traj_id {spec.traj_id!r}, which is taken")
             slot = len(episodes)
-            self._ensure_envs(slot + 1)
             if not spec.fork_of:
-                episode = self._start(slot, spec)
+                episode = self._episode(slot, spec)
+                self._begin([episode])
             elif spec.fork_of in by_id:
                 episode = self._fork(slot, spec, by_id[spec.fork_of])
             else:
@@ -201,77 +212,140 @@ class Collector:
         anchors = [s.anchor for s in source.trajectory.steps[1:spec.fork_steps + 1]]
         if len(anchors) < spec.fork_steps:  # forking after the last step: the source's current state
             anchors.append(source.info["anchor"])
-        episode = self._start(slot, spec)
+        episode = self._episode(slot, spec)
         episode.trajectory.metadata.update(branch_of=source.spec.traj_id, shared_prefix_steps=spec.fork_steps)
+        self._begin([episode])
         for step, expected in zip(prefix, anchors):
-            if episode_finished(episode.trajectory) or episode.info["anchor"] != step.anchor:
+            if self._broken(episode) or episode.info["anchor"] != step.anchor:
                 break
             replayed = copy.deepcopy(step)
             replayed.info.setdefault("sampled_by", source.spec.traj_id)
-            self._advance(episode, replayed)
-            if episode_finished(episode.trajectory) or episode.info["anchor"] != expected:
+            self._advance([episode], [replayed])
+            if self._broken(episode) or episode.info["anchor"] != expected:
                 break
         else:
             return episode
-        reason = episode.trajectory.metadata.get("env_error", "the replayed state differs from the source's")
+        reason = self._lost.pop(slot, None) or episode.trajectory.metadata.get(
+            "env_error", "the replayed state differs from the source's")
         logger.warning("dropped fork %s of %s after replaying %d steps: %s (is the env deterministic given task "
                        "and seed?)", spec.traj_id, source.spec.traj_id, spec.fork_steps, reason)
         return None
 
-    def _start(self, slot: int, spec: EpisodeSpec) -> _LiveEpisode:
+    def _broken(self, episode: _LiveEpisode) -> bool:
+        return episode.slot in self._lost or episode_finished(episode.trajectory)
+
+    def _episode(self, slot: int, spec: EpisodeSpec) -> _LiveEpisode:
+        """A not yet started episode of `spec` in env slot `slot` (`_begin` resets its env)."""
         trajectory = Trajectory(task_id="", group_id=spec.group_id, traj_id=spec.traj_id,
                                 metadata={"env_id": self.env_id, "task_index": spec.task_index, "seed": spec.seed})
-        try:
-            obs, info = self._envs[slot].reset(seed=spec.seed, options={"task_index": spec.task_index})
-        except Exception as err:  # noqa: BLE001 - a broken env must cost one episode, not the batch
-            self._replace_env(slot, trajectory, err)
-            return _LiveEpisode(slot, self._envs[slot], spec, "", {}, trajectory)
-        trajectory.task_id = info["task_id"]
-        trajectory.metadata["task_type"] = info["task_type"]
-        _record_env_counts(trajectory, info)
-        return _LiveEpisode(slot, self._envs[slot], spec, obs, info, trajectory)
+        return _LiveEpisode(slot, spec, trajectory)
 
-    def _advance(self, episode: _LiveEpisode, step: Step) -> None:
+    def _begin(self, episodes: list[_LiveEpisode]) -> None:
+        """Reset the envs of `episodes` (one pool call) to their task and seed: their first observation."""
+        reply = self._call(self.pool.reset, {ep.slot: (ep.spec.seed, ep.spec.task_index) for ep in episodes})
+        for episode in episodes:
+            result = reply.results.get(episode.slot)
+            if isinstance(result, EnvRaised):
+                episode.trajectory.metadata["env_error"] = result.error
+            elif isinstance(result, Reset):
+                episode.obs, episode.info, episode.action_syntax = result.obs, result.info, result.action_syntax
+                episode.trajectory.task_id = result.info["task_id"]
+                episode.trajectory.metadata["task_type"] = result.info["task_type"]
+                _record_env_counts(episode.trajectory, result.info)
+            # else: lost with its worker; _restart_lost restarts it
+
+    def _advance(self, episodes: list[_LiveEpisode], steps: list[Step]) -> None:
+        """Take one turn in each episode: parse each response, step every parsed action in one pool call."""
+        parsed = [parse_response(step.response, ep.action_syntax) for ep, step in zip(episodes, steps)]
+        actions = {ep.slot: p.action for ep, p in zip(episodes, parsed) if p.action is not None}
+        start = time.perf_counter()
+        reply = self._call(self.pool.step, actions) if actions else PoolReply()
+        self.timing.env_s += time.perf_counter() - start
+        for episode, step, response in zip(episodes, steps, parsed):
+            trajectory = episode.trajectory
+            if response.action is None:
+                step.info["error"] = response.error
+                feedback = f"(invalid response: {response.error})"
+            else:
+                step.action = response.action
+                result = reply.results.get(episode.slot)
+                if result is None:  # lost with its worker: the episode restarts (_restart_lost)
+                    continue
+                if isinstance(result, EnvRaised):
+                    trajectory.steps.append(step)
+                    trajectory.metadata["env_error"] = result.error
+                    continue
+                self.timing.env_steps += 1
+                step.reward = result.reward
+                step.valid = action_is_valid(response.action, episode.info["admissible_actions"], result.info)
+                feedback = response.action
+                trajectory.outcome += step.reward
+                trajectory.success = bool(result.info["won"])
+                trajectory.terminated = result.terminated
+                trajectory.truncated = result.truncated and not result.terminated
+                episode.obs, episode.info = result.obs, result.info
+                _record_env_counts(trajectory, result.info)
+            trajectory.steps.append(step)
+            episode.history.append((step.obs, feedback))
+            if not episode_finished(trajectory) and len(trajectory.steps) >= self.max_turns:
+                trajectory.truncated = True
+
+    def _call(self, method: Callable[[Any], PoolReply], payload: dict[int, Any]) -> PoolReply:
+        reply = method(payload)
+        self._lost.update(reply.lost)
+        return reply
+
+    def _restart_lost(self, episodes: list[_LiveEpisode]) -> list[_LiveEpisode]:
+        """Restart from scratch every unfinished episode whose env was lost; returns them.
+
+        Lost slots of finished episodes (or of no episode of this run) need nothing: their env is
+        rebuilt when the slot is next reset. A restart that is itself lost counts as another retry.
+        """
+        touched: list[_LiveEpisode] = []
+        while self._lost:
+            lost, self._lost = self._lost, {}
+            restart = []
+            for slot, reason in sorted(lost.items()):
+                if slot >= len(episodes) or episode_finished(episodes[slot].trajectory):
+                    continue
+                episode = episodes[slot]
+                touched.append(episode)
+                if self._prepare_retry(episode, reason, episodes):
+                    restart.append(episode)
+            if restart:
+                self._begin(restart)
+        return touched
+
+    def _prepare_retry(self, episode: _LiveEpisode, reason: str, episodes: list[_LiveEpisode]) -> bool:
+        """Clear `episode` for a restart (False: out of retries, it is marked env_error and kept as it is).
+
+        The trajectory object is reset in place (hooks may hold it). A fork restarts as a fresh episode
+        of its task and seed. Forks already taken from this episode keep their copied steps, which
+        really were sampled; their `sampled_by` is renamed so that they do not share an identity with
+        the restarted episode's new steps (ARPO counts each sampled step once by that identity).
+        """
         trajectory = episode.trajectory
-        parsed = parse_response(step.response, episode.env.action_syntax)
-        if parsed.action is None:
-            step.info["error"] = parsed.error
-            feedback = f"(invalid response: {parsed.error})"
-        else:
-            step.action = parsed.action
-            start = time.perf_counter()
-            try:
-                obs, reward, terminated, truncated, info = episode.env.step(parsed.action)
-            except Exception as err:  # noqa: BLE001 - as above
-                trajectory.steps.append(step)
-                self._replace_env(episode.slot, trajectory, err)
-                return
-            self.timing.env_s += time.perf_counter() - start
-            self.timing.env_steps += 1
-            step.reward = float(reward)
-            step.valid = action_is_valid(parsed.action, episode.info["admissible_actions"], info)
-            feedback = parsed.action
-            trajectory.outcome += step.reward
-            trajectory.success = bool(info["won"])
-            trajectory.terminated = bool(terminated)
-            trajectory.truncated = bool(truncated) and not terminated
-            episode.obs, episode.info = obs, info
-            _record_env_counts(trajectory, info)
-        trajectory.steps.append(step)
-        episode.history.append((step.obs, feedback))
-        if not episode_finished(trajectory) and len(trajectory.steps) >= self.max_turns:
-            trajectory.truncated = True
-
-    def _replace_env(self, slot: int, trajectory: Trajectory, err: Exception) -> None:
-        trajectory.metadata["env_error"] = f"{type(err).__name__}: {err}"
-        with contextlib.suppress(Exception):  # the env is already broken; closing it is best effort
-            self._envs[slot].close()
-        self._envs[slot] = self.make_env()
+        retries = trajectory.metadata.get("env_retries", 0)
+        reasons = [*trajectory.metadata.get("env_retry_reasons", []), reason]
+        if retries >= self.workers.max_retries:
+            trajectory.metadata.update(env_retry_reasons=reasons, env_error=f"env lost {len(reasons)} times, "
+                                       f"{retries} retries allowed (rollout.env_max_retries); last: {reason}")
+            return False
+        old_id = f"{trajectory.traj_id} (attempt {retries + 1}, lost)"
+        for other in episodes:
+            for step in other.trajectory.steps:
+                if step.info.get("sampled_by") == trajectory.traj_id:
+                    step.info["sampled_by"] = old_id
+        episode.spec = dataclasses.replace(episode.spec, fork_of="", fork_steps=0)
+        fresh = self._episode(episode.slot, episode.spec).trajectory
+        fresh.metadata.update(env_retries=retries + 1, env_retry_reasons=reasons)
+        for name in ("task_id", "steps", "outcome", "success", "terminated", "truncated", "metadata"):
+            setattr(trajectory, name, getattr(fresh, name))
+        episode.obs, episode.info, episode.history = "", {}, []
+        return True
 
     def close(self) -> None:
-        for env in self._envs:
-            env.close()
-        self._envs.clear()
+        self.pool.close()
 
 
 ENV_COUNT_KEYS = ("tool_calls",)  # per-episode counts an env keeps in info, copied into trajectory.metadata
