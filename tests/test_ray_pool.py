@@ -7,6 +7,7 @@ One local Ray session serves the whole module (its start costs seconds). The env
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -166,3 +167,45 @@ def test_a_worker_module_that_cannot_be_imported_is_named():
     with pytest.raises(ImportError, match="worker module 'no_such_module_here'"):
         Collector(make_steps_env(), ExpertPolicy(), HistoryMemory(), max_turns=2,
                   workers=EnvWorkers(1, modules=("no_such_module_here",)))
+
+
+class ForcedInc:
+    """The tiny model's outputs (token ids, log-probs) with the text replaced by the right action; kills
+    env worker 0 before turn 1."""
+
+    def __init__(self, inner, collector: Collector) -> None:
+        self.inner = inner
+        self.collector = collector
+        self.turn = 0
+
+    def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
+        if self.turn == 1:
+            os.kill(self.collector.pool.pids[0], signal.SIGKILL)
+        self.turn += 1
+        return [dataclasses.replace(o, text="<action>inc</action>") for o in self.inner.act(requests)]
+
+
+def test_the_trainer_collects_on_ray_workers_from_its_config(ray_session, tiny_model, tmp_path: Path):
+    from agent_rl.config import AlgoConfig, EnvConfig, PPOConfig, RolloutConfig, TrainConfig
+    from agent_rl.io import read_trajectories
+    from agent_rl.rollout.ray_pool import RayEnvPool
+    from agent_rl.train.trainer import RLTrainer
+
+    model, tokenizer = tiny_model
+    config = TrainConfig(env=EnvConfig(id=ray_envs.ENV_ID, max_turns=4),
+                         rollout=RolloutConfig(tasks_per_iteration=2, group_size=2, max_new_tokens=4, env_workers=2,
+                                               env_timeout_s=30, worker_modules=["ray_envs"]),
+                         algo=AlgoConfig(name="grpo"), ppo=PPOConfig(mini_batch_rows=8, micro_batch_rows=8))
+    trainer = RLTrainer(config, model, tokenizer, functools.partial(make, ray_envs.ENV_ID), num_tasks=4,
+                        out_dir=tmp_path)
+    assert isinstance(trainer.collector.pool, RayEnvPool) and trainer.collector.workers.modules == ("ray_envs",)
+    trainer.collector.policy = ForcedInc(trainer.policy, trainer.collector)
+    try:
+        metrics = trainer.step()
+        assert trainer.collector.pool.restarts == 1
+    finally:
+        trainer.collector.close()
+    trajectories = read_trajectories(tmp_path / "trajectories" / "iter-000001.jsonl")
+    assert sorted(t.traj_id for t in trajectories) == [f"it1/g{k}/r{r}" for k in range(2) for r in range(2)]
+    assert all(t.success and len(t.steps) == ray_envs.TARGETS[t.metadata["task_index"]] for t in trajectories)
+    assert metrics["train/env_errors"] == 0 and metrics["train/success_rate"] == 1.0

@@ -18,6 +18,7 @@ from agent_rl.env_api import TextEnv
 from agent_rl.io import write_trajectories
 from agent_rl.policy.hf import HFPolicy
 from agent_rl.rollout.collector import Collector
+from agent_rl.rollout.envpool import EnvWorkers
 from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.rollout.sampler import TaskSampler
 from agent_rl.train.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
@@ -65,7 +66,8 @@ class RLTrainer:
         self.out_dir = out_dir
         self.policy = HFPolicy(model, tokenizer, config.rollout.temperature, config.rollout.max_new_tokens)
         memory = HistoryMemory(window=config.env.history_window)
-        self.collector = Collector(make_env, self.policy, memory, config.env.max_turns, env_id=config.env.id)
+        self.collector = Collector(make_env, self.policy, memory, config.env.max_turns, env_id=config.env.id,
+                                   workers=EnvWorkers.from_rollout(config.rollout))
         self.optimizer = make_optimizer(model, config.optim.lr, config)
         self.sampler = TaskSampler(num_tasks, config.seed)
         self.iteration = 0
