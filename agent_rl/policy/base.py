@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -34,4 +34,21 @@ class PolicyOutput:
 class Policy(Protocol):
     def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
         """Answer every request (one generate call for the whole batch)."""
+        ...
+
+
+@runtime_checkable
+class SyncedPolicy(Policy, Protocol):
+    """A policy that generates on its own copy of the weights (vLLM): the trainer pushes them after updates."""
+
+    def sync_weights(self, model: Any) -> None:
+        """Load the trainer's current weights (the transformers model) into the engine."""
+        ...
+
+    def release_memory(self) -> None:
+        """Rollouts are done until the next sync (a colocated engine frees the GPU for the update)."""
+        ...
+
+    def score(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
+        """The engine's log-probs (temperature 1) of each response given its prompt."""
         ...

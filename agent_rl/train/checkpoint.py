@@ -44,10 +44,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(root: Path, state: TrainerState, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                    optimizer: torch.optim.Optimizer, keep: int) -> Path:
+                    optimizer: torch.optim.Optimizer, keep: int,
+                    state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """`state_dict`: the full weights where the model itself holds only a shard (FSDP / ZeRO-3)."""
     final = root / f"iter-{state.iteration:06d}"
     with atomic_directory(final) as tmp:
-        model.save_pretrained(tmp / "model")
+        model.save_pretrained(tmp / "model", state_dict=state_dict)
         tokenizer.save_pretrained(tmp / "model")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")

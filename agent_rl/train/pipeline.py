@@ -26,13 +26,16 @@ from agent_rl.eval.harness import evaluate, success_definition
 from agent_rl.eval.plots import plot_learning_curve
 from agent_rl.eval.tables import EvalProtocol, TableRow, compare_markdown
 from agent_rl.io import atomic_directory, atomic_write
+from agent_rl.policy.base import Policy
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.policy.chat import ChatCodec
+from agent_rl.policy.factory import make_rollout_policy
 from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
 from agent_rl.policy.tiny import build_tiny_model
 from agent_rl.registry import make
 from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.train.checkpoint import list_checkpoints
+from agent_rl.train.distributed import Distributed
 from agent_rl.train.metrics import MetricsLog
 from agent_rl.train.sft import collect_demonstrations, sft_train
 from agent_rl.train.trainer import RLTrainer
@@ -65,6 +68,9 @@ class TrainingRun:
         self.memory = HistoryMemory(window=config.env.history_window)
         self.train_env = env_factory(config, config.env.train_split)
         self.eval_env = env_factory(config, config.env.eval_split)
+        # Under `accelerate launch` every rank trains; rank 0 alone builds models, evaluates and writes.
+        self.dist = Distributed.from_settings(config.train)
+        self.engine: Policy | None = None  # the vLLM rollout policy, started once and synced for each use
 
     @functools.cached_property
     def train_tasks(self) -> TaskSet:
@@ -86,12 +92,13 @@ class TrainingRun:
         if self.config.model.path is not None:
             return self.config.model.path
         path = self.out / "base_model"
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and self.dist.is_main:
             self.log("building the tiny model: a BPE tokenizer trained on the training tasks' text, random init")
             demos = self.demonstrations(expert=ExpertPolicy())
             corpus = [self.memory.system_prompt] + [text for t in demos for s in t.steps for text in (s.prompt, s.response)]
             with atomic_directory(path) as tmp:
                 build_tiny_model(tmp, corpus, self.config.model.tiny)
+        self.dist.barrier()
         return path
 
     def demonstrations(self, expert: ExpertPolicy) -> list[Trajectory]:
@@ -129,20 +136,38 @@ class TrainingRun:
             tokenizer.save_pretrained(tmp)
         return path
 
+    def rollout_policy(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Policy:
+        """The configured backend on `model`'s weights: the model itself (hf), or the one vLLM engine, synced."""
+        if self.config.policy.backend == "hf":
+            return make_rollout_policy(self.config, model, tokenizer)
+        if self.engine is None:
+            self.engine = make_rollout_policy(self.config, model, tokenizer, self.dist.rank, self.dist.world > 1)
+        else:
+            self.engine.sync_weights(model)  # type: ignore[attr-defined]
+        return self.engine
+
     def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str,
                  policy_label: str) -> list[TableRow]:
+        """Rank 0 plays the eval episodes (every rank takes part in a vLLM sync first); others get no rows."""
         cfg = self.config
+        if cfg.policy.backend == "hf":
+            policy: Policy = HFPolicy(model, tokenizer, cfg.eval.temperature, cfg.rollout.max_new_tokens)
+        else:
+            policy = self.rollout_policy(model, tokenizer).with_temperature(cfg.eval.temperature)  # type: ignore[attr-defined]
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return []
         tasks = self.eval_tasks
         protocol = EvalProtocol(
             env_id=cfg.env.id, split=cfg.env.eval_split, policy=policy_label, seeds=tuple(cfg.eval.seeds),
             episodes_per_seed=cfg.eval.episodes or tasks.size, catalog_size=tasks.size, max_steps=cfg.env.max_turns,
             success_definition=success_definition(cfg.eval.temperature), task_set=tasks.name,
         )
-        policy = HFPolicy(model, tokenizer, cfg.eval.temperature, cfg.rollout.max_new_tokens)
         total = len(protocol.seeds) * protocol.episodes_per_seed
         with tqdm(total=total, desc=f"eval {name}", unit="ep", leave=False) as bar:
             result = evaluate(self.eval_env, policy, protocol, self.memory, self.out / "eval" / name,
                               config=OmegaConf.to_container(OmegaConf.structured(cfg)), progress=bar.update)
+        self.dist.barrier()
         return result.rows
 
     # -- the whole run ----------------------------------------------------------------------------
@@ -150,11 +175,13 @@ class TrainingRun:
     def run(self) -> dict[str, list[TableRow]]:
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(self.out / "config.yaml") as handle:
-            handle.write(to_yaml(cfg))
+        if self.dist.is_main:
+            with atomic_write(self.out / "config.yaml") as handle:
+                handle.write(to_yaml(cfg))
         checkpoints = list_checkpoints(self.out / "checkpoints")
         resuming_from = int(checkpoints[-1].name.split("-")[1]) if checkpoints else None
-        metrics = MetricsLog(self.out, resume_from_iteration=resuming_from or 0)
+        log_dir = self.out if self.dist.is_main else self.out / "ranks" / f"rank{self.dist.rank}"
+        metrics = MetricsLog(log_dir, resume_from_iteration=resuming_from or 0)
         seed_everything(cfg.seed)  # a resumed run then restores the checkpoint's RNG states
 
         model, tokenizer = self.load(self.base_model_path())
@@ -164,8 +191,9 @@ class TrainingRun:
         start = self.base_model_path()
         if cfg.sft.enabled:
             sft_path = self.out / "sft_model"
-            if not (sft_path / "config.json").exists():
+            if not (sft_path / "config.json").exists() and self.dist.is_main:
                 self.sft(model, tokenizer, metrics)
+            self.dist.barrier()
             start = sft_path
             model, tokenizer = self.load(sft_path)
             tables["after SFT"] = self.evaluate(model, tokenizer, "after_sft", "after SFT")
@@ -174,14 +202,17 @@ class TrainingRun:
             ref_model = self.load(start)[0].eval().requires_grad_(False)
         if checkpoints:
             model, tokenizer = self.load(checkpoints[-1] / "model")
-        trainer = RLTrainer(cfg, model, tokenizer, self.train_env, self.train_tasks.size, self.out, ref_model)
+        policy = None if cfg.policy.backend == "hf" else self.rollout_policy(model, tokenizer)
+        trainer = RLTrainer(cfg, model, tokenizer, self.train_env, self.train_tasks.size, self.out, ref_model,
+                            dist=self.dist, policy=policy)
         if trainer.resume():
             self.log(f"resumed from iteration {trainer.iteration}")
         self.rl_loop(trainer, metrics)
         stage = "SFT + RL" if cfg.sft.enabled else "RL"
         tables["after RL"] = self.evaluate(model, tokenizer, "after_rl", f"after {stage} ({cfg.algo.name})")
         metrics.close()
-        self.report(tables)
+        if self.dist.is_main:
+            self.report(tables)
         return tables
 
     def rl_loop(self, trainer: RLTrainer, metrics: MetricsLog) -> None:
@@ -192,7 +223,7 @@ class TrainingRun:
             if cfg.eval.every and trainer.iteration % cfg.eval.every == 0:
                 val = self.evaluate(trainer.model, trainer.tokenizer, f"iter-{trainer.iteration:06d}",
                                     f"iteration {trainer.iteration}")
-                row["val/success_rate"] = val[-1].success_mean
+                row["val/success_rate"] = val[-1].success_mean if val else float("nan")
             metrics.log(trainer.iteration, row)
             if trainer.iteration % cfg.checkpoint_every == 0 or trainer.iteration == cfg.iterations:
                 trainer.save()

@@ -41,6 +41,16 @@ class TokenRows:
         """Positions that skip the left padding, as the rollout's batched generate assigned them."""
         return (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
 
+    def sequences(self) -> tuple[list[list[int]], list[list[int]]]:
+        """Each row's prompt ids and response ids, without padding (what the rollout saw and sampled)."""
+        prompts, responses = [], []
+        for ids, attention, mask in zip(self.input_ids, self.attention_mask, self.response_mask, strict=True):
+            tokens = ids[attention.bool()].tolist()
+            r = int(mask.sum())
+            prompts.append(tokens[:len(tokens) - r])
+            responses.append(tokens[len(tokens) - r:])
+        return prompts, responses
+
     def select(self, index: Sequence[int] | torch.Tensor) -> TokenRows:
         """Rows `index`, with the padding columns none of them needs dropped."""
         index = torch.as_tensor(index, dtype=torch.long)

@@ -16,13 +16,16 @@ from agent_rl.credit import make_credit, zero_advantage_fraction
 from agent_rl.data import StepRows, Trajectory
 from agent_rl.env_api import TextEnv
 from agent_rl.io import write_trajectories
-from agent_rl.policy.hf import HFPolicy
+from agent_rl.policy.base import Policy, SyncedPolicy
+from agent_rl.policy.factory import make_rollout_policy
+from agent_rl.policy.vllm import max_logprob_gap
 from agent_rl.rollout.collector import Collector
 from agent_rl.rollout.envpool import EnvWorkers
 from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.rollout.sampler import TaskSampler
 from agent_rl.train.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
-from agent_rl.train.losses import response_logprobs
+from agent_rl.train.distributed import Distributed
+from agent_rl.train.losses import batch_response_logprobs, response_logprobs
 from agent_rl.train.rows import TokenRows, build_token_rows, steps_of
 from agent_rl.train.update import TokenLoss, make_ppo_loss, minibatches, optimizer_step
 
@@ -58,17 +61,27 @@ class RLTrainer:
         num_tasks: int,
         out_dir: Path,
         ref_model: PreTrainedModel | None = None,
+        dist: Distributed | None = None,
+        policy: Policy | None = None,
     ) -> None:
+        """`dist`: the ranks of an `accelerate launch` (default: from `config.train`, one plain process
+        when not launched); `policy`: the rollout policy (default: the one `policy.backend` names)."""
         self.config = config
-        self.model = model
+        self.model = model  # the transformers model itself; `train_model` is its engine-wrapped view
         self.tokenizer = tokenizer
         self.ref_model = ref_model
         self.out_dir = out_dir
-        self.policy = HFPolicy(model, tokenizer, config.rollout.temperature, config.rollout.max_new_tokens)
+        self.dist = dist or Distributed.from_settings(config.train)
+        if self.dist.shards_parameters and config.policy.backend == "hf":
+            raise ValueError("FSDP / ZeRO-3 shard the model across ranks, which transformers generate cannot "
+                             "sample from: set policy.backend=vllm, or launch with DDP / ZeRO-2")
+        if config.train.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.train_model, self.optimizer = self.dist.prepare(model, make_optimizer(model, config.optim.lr, config))
+        self.policy = policy or make_rollout_policy(config, model, tokenizer, self.dist.rank, self.dist.world > 1)
         memory = HistoryMemory(window=config.env.history_window)
         self.collector = Collector(make_env, self.policy, memory, config.env.max_turns, env_id=config.env.id,
                                    workers=EnvWorkers.from_rollout(config.rollout))
-        self.optimizer = make_optimizer(model, config.optim.lr, config)
         self.sampler = TaskSampler(num_tasks, config.seed)
         self.iteration = 0
         if config.ppo.kl_coef > 0 and ref_model is None:
@@ -92,10 +105,16 @@ class RLTrainer:
         return True
 
     def save(self) -> Path:
+        """Rank 0 writes the checkpoint (every rank takes part in gathering sharded weights first)."""
         state = TrainerState(iteration=self.iteration, sampler=self.sampler.state_dict(),
                              method=self.credit.state_dict())
-        return save_checkpoint(self.checkpoint_dir, state, self.model, self.tokenizer, self.optimizer,
-                               keep=self.config.keep_checkpoints)
+        weights = self.dist.state_dict(self.train_model)
+        path = self.checkpoint_dir / f"iter-{self.iteration:06d}"
+        if self.dist.is_main:
+            path = save_checkpoint(self.checkpoint_dir, state, self.model, self.tokenizer, self.optimizer,
+                                   keep=self.config.keep_checkpoints, state_dict=weights)
+        self.dist.barrier()
+        return path
 
     def step(self) -> dict[str, Any]:
         """One iteration; returns its metrics (train/*, time/*)."""
@@ -106,9 +125,11 @@ class RLTrainer:
         prefix = f"it{self.iteration + 1}"
         groups = self.credit.collect(tasks, config.rollout.group_size, prefix)
         if groups is None:
-            groups = self.collector.collect_groups(tasks, config.rollout.group_size, prefix=prefix)
+            groups = self._collect(tasks, prefix)
         groups = self.credit.prepare(groups, self.iteration)
         trajectories = [t for g in groups for t in g.trajectories]
+        if isinstance(self.policy, SyncedPolicy):
+            self.policy.release_memory()
         timings["time/rollout"] = time.perf_counter() - clock
 
         # An env that crashed says nothing about the agent: its trajectory is kept on disk (marked in
@@ -136,12 +157,20 @@ class RLTrainer:
             update = {**update, **self.credit.after_update(trained, step_rows, rows)}
         timings["time/update"] = time.perf_counter() - clock
 
+        sync: dict[str, float] = {}
+        if isinstance(self.policy, SyncedPolicy):
+            clock = time.perf_counter()
+            sync = self._sync_rollout_weights(rows)
+            timings["time/weight_sync"] = time.perf_counter() - clock
+
         self.iteration += 1
         # Written whole, not appended: a run killed before this iteration's checkpoint redoes the
         # iteration on resume and rewrites the file instead of appending the episodes a second time.
-        write_trajectories(self.out_dir / "trajectories" / f"iter-{self.iteration:06d}.jsonl", trajectories,
-                           append=False)
+        if self.dist.is_main:
+            write_trajectories(self.out_dir / "trajectories" / f"iter-{self.iteration:06d}.jsonl", trajectories,
+                               append=False)
         return {
+            **sync,
             **episode_metrics(trained, "train"),
             **{f"train/{k}": v for k, v in update.items()},
             "train/rows": len(steps),
@@ -153,6 +182,27 @@ class RLTrainer:
             **timings,
             "time/iteration": sum(timings.values()),
         }
+
+    def _collect(self, tasks: list[tuple[int, int]], prefix: str) -> list:
+        """The iteration's groups; on several ranks each plays its share of the tasks and all get every group."""
+        if self.dist.world == 1:
+            return self.collector.collect_groups(tasks, self.config.rollout.group_size, prefix=prefix)
+        mine = self.collector.collect_groups(self.dist.shard(tasks), self.config.rollout.group_size,
+                                             prefix=f"{prefix}/rank{self.dist.rank}")
+        return self.dist.gather(mine)
+
+    def _sync_rollout_weights(self, rows: TokenRows | None) -> dict[str, float]:
+        """Push the updated weights to the rollout engine; with `check_sync`, the largest |engine − trainer|
+        log-prob on the first micro-batch's tokens (temperature 1), scored by the engine after the sync."""
+        assert isinstance(self.policy, SyncedPolicy)
+        self.policy.sync_weights(self.model)
+        if rows is None or not self.config.policy.vllm.check_sync:
+            return {}
+        sample = rows.select(range(min(self.config.ppo.micro_batch_rows, rows.num_rows)))
+        prompts, responses = sample.sequences()
+        engine = self.policy.score(prompts, responses)
+        trainer = batch_response_logprobs(self.train_model, sample, sample.num_rows)
+        return {"train/sync_logprob_gap": max_logprob_gap(engine, trainer, sample.response_mask)}
 
     @torch.no_grad()
     def _logprobs(self, rows: TokenRows) -> float:
@@ -193,10 +243,11 @@ class RLTrainer:
         history: list[dict[str, float]] = []
         for _ in range(config.ppo.epochs if epochs is None else epochs):
             for index in minibatches(rows.num_rows, config.ppo.mini_batch_rows):
-                history.append(self.optimizer_step(rows.select(index), loss_fn))
+                # every rank steps on the same rows: rank 0's shuffle (the ranks' RNGs drew differently)
+                history.append(self.optimizer_step(rows.select(self.dist.broadcast(index)), loss_fn))
         return {name: float(np.mean([h[name] for h in history])) for name in history[0]}
 
     def optimizer_step(self, rows: TokenRows, loss_fn: TokenLoss) -> dict[str, float]:
         """One optimizer step of the policy on `rows` (micro-batched as configured)."""
-        return optimizer_step(self.model, self.optimizer, rows, self.config.ppo.micro_batch_rows, loss_fn,
-                              self.config.optim.grad_clip, self.policy.logprob_temperature)
+        return optimizer_step(self.train_model, self.optimizer, rows, self.config.ppo.micro_batch_rows, loss_fn,
+                              self.config.optim.grad_clip, self.policy.logprob_temperature, self.dist)

@@ -8,8 +8,11 @@ import torch
 from transformers import PreTrainedModel
 
 from agent_rl.config import PPOConfig
+from agent_rl.train.distributed import Distributed
 from agent_rl.train.losses import low_var_kl, masked_sum, ppo_clip_loss, response_logprobs
 from agent_rl.train.rows import TokenRows
+
+LOCAL = Distributed()  # one process, plain torch
 
 # (current log-probs, reference log-probs or None, micro-batch) -> (summed token loss, stats to average)
 TokenLoss = Callable[[torch.Tensor, torch.Tensor | None, TokenRows], tuple[torch.Tensor, dict[str, float]]]
@@ -23,28 +26,37 @@ def optimizer_step(
     loss_fn: TokenLoss,
     grad_clip: float,
     temperature: float = 1.0,
+    dist: Distributed | None = None,
 ) -> dict[str, float]:
     """One optimizer step on `rows`; the loss is the mean over every response token of the mini-batch.
 
     Each micro-batch's summed loss is divided by the mini-batch's token count, so accumulating
     gradients over micro-batches gives exactly the gradient of one big batch (token-mean). The loss
     gets `rows.ref_logprobs` (computed once before the update, see RLTrainer._logprobs) or None.
+
+    With `dist` over W ranks (every rank holding the same `rows`), each rank runs its share of the rows
+    and divides by (tokens / W): the engines' gradient average over ranks then gives the same token-mean.
     """
+    dist = dist or LOCAL
     total_tokens = float(rows.response_mask.sum().clamp(min=1.0))
+    rank_tokens = total_tokens / dist.world
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {"loss": 0.0}
-    for start in range(0, rows.num_rows, micro_batch_rows):
-        micro = rows.select(range(start, min(start + micro_batch_rows, rows.num_rows)))
-        logp = response_logprobs(model, micro, temperature)
-        loss_sum, stats = loss_fn(logp, micro.ref_logprobs, micro)
-        (loss_sum / total_tokens).backward()
-        share = float(micro.response_mask.sum()) / total_tokens
-        sums["loss"] += float(loss_sum.detach()) / total_tokens
-        for name, value in stats.items():
-            sums[name] = sums.get(name, 0.0) + value * share
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    chunks = dist.micro_batches(rows.num_rows, micro_batch_rows)
+    for i, index in enumerate(chunks):
+        micro = rows.select(index or [0])  # a padding pass (index None) runs one row with no weight
+        with dist.micro_step(model, last=i == len(chunks) - 1):
+            logp = response_logprobs(model, micro, temperature)
+            loss_sum, stats = loss_fn(logp, micro.ref_logprobs, micro)
+            dist.backward(loss_sum / rank_tokens if index else loss_sum * 0.0)
+        if index:
+            share = float(micro.response_mask.sum()) / total_tokens
+            sums["loss"] += float(loss_sum.detach()) / total_tokens
+            for name, value in stats.items():
+                sums[name] = sums.get(name, 0.0) + value * share
+    grad_norm = dist.clip_grad_norm(model, grad_clip)
     optimizer.step()
-    return {**sums, "grad_norm": float(grad_norm)}
+    return {**dist.sum_stats(sums), "grad_norm": grad_norm}
 
 
 def sft_loss(logp: torch.Tensor, _ref: torch.Tensor | None, rows: TokenRows) -> tuple[torch.Tensor, dict[str, float]]:
