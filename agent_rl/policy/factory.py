@@ -13,7 +13,8 @@ def make_rollout_policy(config: TrainConfig, model: PreTrainedModel, tokenizer: 
                         rank: int = 0, distributed: bool = False) -> Policy:
     """`policy.backend`: hf samples with the trained model itself; vllm starts an engine loaded with its weights.
 
-    Each rank's engine gets its own sampling seed, so ranks do not draw the same rollouts.
+    Each rank's engine gets its own sampling seed, so ranks do not draw the same rollouts. With
+    `train.mixed_precision: bf16` (fp32 master weights) the engine computes in bf16, as the update does.
     """
     rollout = config.rollout
     if config.policy.backend == "hf":
@@ -22,4 +23,5 @@ def make_rollout_policy(config: TrainConfig, model: PreTrainedModel, tokenizer: 
 
     require_vllm()  # the install hint before any GPU work
     return build_vllm_policy(config.policy.vllm, model, tokenizer, rollout.temperature, rollout.max_new_tokens,
-                             seed=config.seed + rank, distributed=distributed, model_path=config.model.path)
+                             seed=config.seed + rank, distributed=distributed, model_path=config.model.path,
+                             dtype="bfloat16" if config.train.mixed_precision == "bf16" else None)

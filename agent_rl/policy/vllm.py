@@ -350,8 +350,8 @@ class VLLMPolicy:
 
 def build_vllm_policy(settings: VLLMSettings, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                       temperature: float, max_new_tokens: int, seed: int, distributed: bool,
-                      model_path: str | None = None) -> VLLMPolicy:
-    """The engine the settings describe, loaded with `model`'s weights."""
+                      model_path: str | None = None, dtype: str | None = None) -> VLLMPolicy:
+    """The engine the settings describe, loaded with `model`'s weights (in `dtype`, default the model's)."""
     base = getattr(model, "get_base_model", lambda: model)()
     path = model_path or base.name_or_path
     if settings.placement == "split":
@@ -362,8 +362,7 @@ def build_vllm_policy(settings: VLLMSettings, model: PreTrainedModel, tokenizer:
     else:
         if not path:
             raise ValueError("vLLM needs the model's directory or hub name; pass model_path")
-        dtype = str(base.dtype).removeprefix("torch.")
-        engine = LocalEngine(path, dtype, settings, seed, distributed)
+        engine = LocalEngine(path, dtype or str(base.dtype).removeprefix("torch."), settings, seed, distributed)
     policy = VLLMPolicy(engine, ChatCodec(tokenizer), temperature, max_new_tokens)
     policy.sync_weights(model)  # the trained model may differ from the files (SFT, a resumed checkpoint)
     return policy
