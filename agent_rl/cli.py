@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="output directory (default: runs/eval/<env>/<policy>)")
     ev.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="extra keyword argument for the env (repeatable; values parsed as YAML)")
+    ev.add_argument("--env-workers", type=int, default=0,
+                    help="run the envs on N Ray worker processes (pip install agent-rl[ray]); 0 = in this process")
+    ev.add_argument("--worker-module", action="append", default=[], metavar="MODULE",
+                    help="module that registers the env (repeatable), imported here and in every env worker")
 
     envs = sub.add_parser("envs", help="list registered environments, or show one")
     envs.add_argument("id", nargs="?", help="show this env's spec")

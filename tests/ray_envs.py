@@ -21,8 +21,9 @@ ENV_ID = "raytest/steps-v0"
 
 class StepsEnv(TextEnv):
     def __init__(self, faults: dict[int, tuple[str, int]] | None = None, once_dir: str | None = None,
-                 expert: bool = False) -> None:
+                 expert: bool = False, split: str = "test") -> None:
         super().__init__()
+        self.split = split  # the eval CLI names a split; every split holds the same tasks
         self.faults = {int(task): tuple(fault) for task, fault in (faults or {}).items()}
         self.once_dir = once_dir
         self.expert = expert
@@ -65,7 +66,7 @@ class StepsEnv(TextEnv):
 
     def _info(self) -> dict[str, Any]:
         info = {"admissible_actions": ["inc", "look"], "anchor": f"{self.task}:{self.count}",
-                "won": self.count == TARGETS[self.task], "task_type": "count", "task_id": f"steps/{self.task}",
+                "won": self.count == TARGETS[self.task], "task_type": "count", "task_id": f"steps/{self.split}/{self.task}",
                 "task": f"Make the counter show {TARGETS[self.task]}."}
         if self.expert:
             info["expert_action"] = "inc"

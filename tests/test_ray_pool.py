@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import ray_envs
 
+from agent_rl.io import read_trajectories
 from agent_rl.policy.base import PolicyOutput, PolicyRequest
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.registry import make, register
@@ -187,7 +188,6 @@ class ForcedInc:
 
 def test_the_trainer_collects_on_ray_workers_from_its_config(ray_session, tiny_model, tmp_path: Path):
     from agent_rl.config import AlgoConfig, EnvConfig, PPOConfig, RolloutConfig, TrainConfig
-    from agent_rl.io import read_trajectories
     from agent_rl.rollout.ray_pool import RayEnvPool
     from agent_rl.train.trainer import RLTrainer
 
@@ -209,3 +209,15 @@ def test_the_trainer_collects_on_ray_workers_from_its_config(ray_session, tiny_m
     assert sorted(t.traj_id for t in trajectories) == [f"it1/g{k}/r{r}" for k in range(2) for r in range(2)]
     assert all(t.success and len(t.steps) == ray_envs.TARGETS[t.metadata["task_index"]] for t in trajectories)
     assert metrics["train/env_errors"] == 0 and metrics["train/success_rate"] == 1.0
+
+
+def test_agent_rl_eval_runs_envs_on_workers(ray_session, tmp_path: Path, capsys):
+    from agent_rl.cli import main
+
+    out = tmp_path / "eval"
+    main(["eval", "--env", ray_envs.ENV_ID, "--policy", "expert", "--env-workers", "2", "--worker-module", "ray_envs",
+          "--max-turns", "4", "--seeds", "0", "1", "--out", str(out)])
+    trajectories = read_trajectories(out / "episodes.jsonl")
+    assert sorted(t.traj_id for t in trajectories) == [f"seed{s}/ep{i:05d}" for s in (0, 1) for i in range(4)]
+    assert all(t.success for t in trajectories)
+    assert (out / "table.md").read_text() in capsys.readouterr().out  # the table was printed

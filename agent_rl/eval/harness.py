@@ -25,6 +25,7 @@ from agent_rl.eval.tables import EpisodeRecord, EvalProtocol, TableRow, summariz
 from agent_rl.io import read_trajectories, write_json, write_trajectories
 from agent_rl.policy.base import Policy
 from agent_rl.rollout.collector import Collector, EpisodeSpec
+from agent_rl.rollout.envpool import EnvWorkers
 from agent_rl.rollout.memory import HistoryMemory
 
 SUCCESS_DEFINITION = "the env reports won=True before the turn limit (share of episodes)"
@@ -80,10 +81,12 @@ def evaluate(
     batch_size: int = 64,
     config: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: EnvWorkers | None = None,
 ) -> EvalResult:
     """Run every episode of the protocol (skipping those already written) and tabulate them.
 
     The protocol's `catalog_size` is the number of tasks in the split (see `describe_tasks`).
+    `workers` says where the envs run (default: in this process; see `agent_rl.rollout.envpool`).
     """
     num_tasks = protocol.catalog_size
     specs = episode_specs(num_tasks, list(protocol.seeds), protocol.episodes_per_seed)
@@ -97,7 +100,8 @@ def evaluate(
     if out is not None:
         write_json(out / "metadata.json", {"protocol": protocol.to_dict(), "versions": package_versions(),
                                            "config": config or {}, "num_tasks": num_tasks})
-    collector = Collector(make_env, policy, memory, max_turns=protocol.max_steps, env_id=protocol.env_id)
+    collector = Collector(make_env, policy, memory, max_turns=protocol.max_steps, env_id=protocol.env_id,
+                          workers=workers)
     try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]

@@ -16,6 +16,7 @@ from agent_rl.eval.harness import evaluate, success_definition
 from agent_rl.eval.tables import EvalProtocol
 from agent_rl.policy.base import Policy
 from agent_rl.registry import make, spec
+from agent_rl.rollout.envpool import EnvWorkers, import_modules
 from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.train.checkpoint import list_checkpoints
 
@@ -69,6 +70,8 @@ def parse_env_args(items: list[str]) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> Path:
+    workers = EnvWorkers(args.env_workers, modules=tuple(args.worker_module))
+    import_modules(workers.modules)  # a user's register() calls, before the id is looked up
     spec(args.env)  # unknown ids fail before any model is loaded
     policy, policy_env_kwargs, label = build_policy(args.policy, args)
     env_kwargs = {**parse_env_args(args.env_arg), **policy_env_kwargs, "split": args.split}
@@ -83,7 +86,7 @@ def run_eval(args: argparse.Namespace) -> Path:
     out = Path(args.out or Path("runs") / "eval" / args.env.replace("/", "_") / re.sub(r"\W+", "_", args.policy))
     with tqdm(total=len(protocol.seeds) * protocol.episodes_per_seed, desc="eval", unit="ep") as bar:
         evaluate(make_env, policy, protocol, HistoryMemory(window=args.history), out, args.batch_size,
-                 config={"argv": vars(args), "env_kwargs": env_kwargs}, progress=bar.update)
+                 config={"argv": vars(args), "env_kwargs": env_kwargs}, progress=bar.update, workers=workers)
     print((out / "table.md").read_text())
     print(f"episodes, metadata and tables written to {out}")
     return out
