@@ -33,6 +33,7 @@ from agent_rl.policy.factory import make_rollout_policy
 from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
 from agent_rl.policy.tiny import build_tiny_model
 from agent_rl.registry import make
+from agent_rl.rollout.envpool import EnvWorkers, import_modules
 from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.train.checkpoint import list_checkpoints
 from agent_rl.train.distributed import Distributed
@@ -64,6 +65,7 @@ class TrainingRun:
         self.config = config
         self.out = Path(config.out_dir)
         self.log = log
+        import_modules(config.rollout.worker_modules)  # a user's register() calls, before env ids are looked up
         self.device = resolve_device(config.model.device)
         self.memory = HistoryMemory(window=config.env.history_window)
         self.train_env = env_factory(config, config.env.train_split)
@@ -166,7 +168,8 @@ class TrainingRun:
         total = len(protocol.seeds) * protocol.episodes_per_seed
         with tqdm(total=total, desc=f"eval {name}", unit="ep", leave=False) as bar:
             result = evaluate(self.eval_env, policy, protocol, self.memory, self.out / "eval" / name,
-                              config=OmegaConf.to_container(OmegaConf.structured(cfg)), progress=bar.update)
+                              config=OmegaConf.to_container(OmegaConf.structured(cfg)), progress=bar.update,
+                              workers=EnvWorkers.from_rollout(cfg.rollout))
         self.dist.barrier()
         return result.rows
 
