@@ -176,7 +176,9 @@ def _namespace_argv(workspace: str, hide: str | None, uid: int | None, readable:
     else:
         lines.append(f"mount --bind {ws} {ws}")
     lines += _expose_script(readable)
-    lines += ["set +e", _READ_ONLY_MOUNTS, "set -e", f"mount -o remount,bind,rw {ws}", 'cd "$AGENT_RL_CWD"']
+    lines += ["set +e", _READ_ONLY_MOUNTS, "set -e", f"mount -o remount,bind,rw {ws}",
+              ('cd "$AGENT_RL_CWD" 2>/dev/null || { echo "the working folder $AGENT_RL_CWD is gone (deleted by an '
+              'earlier command)"; exit 1; }')]
     drop = ["setpriv", "--clear-groups", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs"]
     if uid is not None:
         drop += [f"--reuid={uid}", f"--regid={uid}"]

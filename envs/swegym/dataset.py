@@ -12,11 +12,13 @@ or JSON-encoded strings as in the hub datasets: both are accepted. Other fields 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement", "patch", "test_patch",
                    "FAIL_TO_PASS", "PASS_TO_PASS")
 _DIFF_TARGET = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.MULTILINE)
@@ -103,18 +105,22 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def load_instances(path: str | Path) -> list[SWEInstance]:
-    """Every instance of a SWE-bench-format file (.jsonl, .json list, or .parquet); ids must be unique."""
+    """Every instance of a SWE-bench-format file (.jsonl, .json list, or .parquet), in file order; a row that
+repeats an earlier one is skipped, two different rows with one instance_id are an error."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no SWE-bench instance file at {path}")
-    instances = [instance_from_row(row, f"{path} row {i}") for i, row in enumerate(_read_rows(path))]
-    if not instances:
+    by_id: dict[str, SWEInstance] = {}
+    for number, row in enumerate(_read_rows(path)):
+        instance = instance_from_row(row, f"{path} row {number}")
+        seen = by_id.setdefault(instance.instance_id, instance)
+        if seen != instance:
+            raise ValueError(f"{path} row {number}: instance_id {instance.instance_id!r} is used by two different rows")
+        if seen is not instance:  # an identical copy (published samples have some): played once
+            logger.warning("%s row %d repeats instance %s: skipped", path, number, instance.instance_id)
+    if not by_id:
         raise ValueError(f"{path} holds no instances")
-    ids = [instance.instance_id for instance in instances]
-    duplicated = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicated:
-        raise ValueError(f"{path}: duplicated instance_id(s) {duplicated[:5]}")
-    return instances
+    return list(by_id.values())
 
 
 def repo_dir(repos_dir: str | Path, repo: str) -> Path:

@@ -129,8 +129,8 @@ class DockerBackend:
             import docker
         except ImportError as err:
             raise ImportError("the docker backend needs the docker SDK: pip install 'agent-rl[swe]'") from err
-        self.client = client or docker.from_env()
         try:
+            self.client = client or docker.from_env()
             self.client.ping()
         except Exception as err:  # every transport error means the same thing to the user
             raise RuntimeError(f"no Docker engine answers ({err}); start one, or use backend='local'") from err
