@@ -85,13 +85,14 @@ class TaskSet:
 
     name: str
     size: int
+    won_means: str = ""  # the env's `TextEnv.won_means`
 
 
 def describe_tasks(make_env: Callable[[], TextEnv]) -> TaskSet:
     """The task set of the envs `make_env` builds (builds one and closes it)."""
     env = make_env()
     try:
-        return TaskSet(env.task_set, env.num_tasks)
+        return TaskSet(env.task_set, env.num_tasks, env.won_means)
     finally:
         env.close()
 
@@ -102,6 +103,8 @@ class TextEnv(gym.Env[str, str], ABC):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     # What the agent may write inside <action>: one short line by default; code envs keep newlines.
     action_syntax: ClassVar[ActionSyntax] = ActionSyntax()
+    # What `info["won"]` means in this env, for the success definition every table states.
+    won_means: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.observation_space = text_space()

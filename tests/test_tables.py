@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent_rl.data import Step, Trajectory
+from agent_rl.env_api import describe_tasks
+from agent_rl.eval.harness import success_definition
 from agent_rl.eval.plots import plot_learning_curve
 from agent_rl.eval.tables import (
     EpisodeRecord,
@@ -199,3 +201,12 @@ def test_plot_learning_curve_without_metrics(tmp_path: Path, lines: list[dict]) 
     with pytest.raises(ValueError, match="no usable metrics"):
         plot_learning_curve(metrics, tmp_path / "curve.png")
     assert not (tmp_path / "curve.png").exists()
+
+
+def test_the_success_definition_says_what_won_means_in_the_env_and_how_episodes_were_decoded(
+        textworld_env_factory) -> None:
+    assert success_definition(None) == "the env reports won=True before the turn limit (share of episodes)"
+    assert success_definition(0.0, "the purchase scores 1.0") == (
+        "the env reports won=True (the purchase scores 1.0) before the turn limit (share of episodes), greedy decoding")
+    assert success_definition(0.7).endswith(", sampling at temperature 0.7")
+    assert describe_tasks(textworld_env_factory).won_means == "the game's quest is complete"

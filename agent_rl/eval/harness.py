@@ -31,16 +31,17 @@ from agent_rl.rollout.memory import HistoryMemory
 SUCCESS_DEFINITION = "the env reports won=True before the turn limit (share of episodes)"
 
 
-def success_definition(temperature: float | None) -> str:
-    """The stated success definition, with the decoding that produced the episodes.
+def success_definition(temperature: float | None, won_means: str = "") -> str:
+    """The stated success definition: what `won` means in the env, and the decoding that produced the episodes.
 
-    `temperature=None` is for a policy that does not decode (the expert planner, the random baseline):
-    no decoding is stated for it.
+    `temperature=None` is for a policy that does not decode (the expert, the random baseline): no
+    decoding is stated for it.
     """
+    definition = SUCCESS_DEFINITION.replace("won=True", f"won=True ({won_means})") if won_means else SUCCESS_DEFINITION
     if temperature is None:
-        return SUCCESS_DEFINITION
+        return definition
     decoding = "greedy decoding" if temperature == 0 else f"sampling at temperature {temperature}"
-    return f"{SUCCESS_DEFINITION}, {decoding}"
+    return f"{definition}, {decoding}"
 _VERSIONED = ("agent-rl", "torch", "transformers", "gymnasium", "textworld", "peft", "vllm")
 
 

@@ -39,7 +39,7 @@ def build_policy(name: str, args: argparse.Namespace) -> tuple[Policy, dict[str,
     from agent_rl.policy.baselines import ExpertPolicy, RandomPolicy
 
     if name == "expert":
-        return ExpertPolicy(), {"expert": True}, "expert (the env's planner)"
+        return ExpertPolicy(), {"expert": True}, "expert (the env's scripted expert)"
     if name == "random":
         return RandomPolicy(seed=args.seeds[0]), {}, "random (uniform over admissible actions)"
     if name.startswith(("http:", "https:")):
@@ -80,7 +80,8 @@ def run_eval(args: argparse.Namespace) -> Path:
     protocol = EvalProtocol(
         env_id=args.env, split=args.split, policy=label, seeds=tuple(args.seeds),
         episodes_per_seed=args.episodes or tasks.size, catalog_size=tasks.size, max_steps=args.max_turns,
-        success_definition=success_definition(None if args.policy in NON_DECODING_POLICIES else args.temperature),
+        success_definition=success_definition(None if args.policy in NON_DECODING_POLICIES else args.temperature,
+                                              tasks.won_means),
         task_set=tasks.name,
     )
     out = Path(args.out or Path("runs") / "eval" / args.env.replace("/", "_") / re.sub(r"\W+", "_", args.policy))

@@ -163,7 +163,7 @@ class TrainingRun:
         protocol = EvalProtocol(
             env_id=cfg.env.id, split=cfg.env.eval_split, policy=policy_label, seeds=tuple(cfg.eval.seeds),
             episodes_per_seed=cfg.eval.episodes or tasks.size, catalog_size=tasks.size, max_steps=cfg.env.max_turns,
-            success_definition=success_definition(cfg.eval.temperature), task_set=tasks.name,
+            success_definition=success_definition(cfg.eval.temperature, tasks.won_means), task_set=tasks.name,
         )
         total = len(protocol.seeds) * protocol.episodes_per_seed
         with tqdm(total=total, desc=f"eval {name}", unit="ep", leave=False) as bar:

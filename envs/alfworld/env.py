@@ -18,7 +18,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from agent_rl.envs.alfworld.engine import request_infos, start_engine
 from agent_rl.envs.alfworld.explorer import ExplorationState, exploring_action
@@ -85,6 +85,8 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
             (searches for what it has not seen before following the plan; see `explorer.py`): the
             demonstrations a policy can imitate from its observations.
     """
+
+    won_means: ClassVar[str] = "the game's PDDL goal holds"
 
     def __init__(
         self,

@@ -65,6 +65,8 @@ class AppWorldEnv(TextEnv):
         seed: the apps' random seed.
     """
 
+    won_means: ClassVar[str] = "every check on the apps' resulting state passes"
+
     action_syntax: ClassVar[ActionSyntax] = ActionSyntax(multiline=True, max_chars=8000)  # code cells
 
     def __init__(

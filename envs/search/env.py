@@ -13,7 +13,7 @@ import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from agent_rl.envs.search.data import Question, load_corpus, load_questions, qa_file
 from agent_rl.envs.search.protocol import (
@@ -55,6 +55,8 @@ def questions_of(path: str, split: str) -> tuple[Question, ...]:
 
 class SearchEnv(TextEnv):
     """Search-R1 QA over `corpus` (JSONL) with the questions of `split` from `path` (file or folder)."""
+
+    won_means: ClassVar[str] = "the normalised answer exactly matches a gold answer"
 
     def __init__(
         self,

@@ -143,6 +143,8 @@ class SWEGymEnv(TextEnv):
         cache_dir: where the built-in instances are built (default `agent_rl.io.cache_root()`).
     """
 
+    won_means: ClassVar[str] = "resolved: every FAIL_TO_PASS and PASS_TO_PASS test passes after the final diff"
+
     action_syntax: ClassVar[ActionSyntax] = ActionSyntax(multiline=True, max_chars=20000)  # patches, whole files
 
     def __init__(

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from agent_rl.envs.game_files import GameFileEnv
 from agent_rl.envs.textworld.clean import clean_feedback
@@ -52,6 +52,8 @@ class TextWorldEnv(GameFileEnv[GameTask]):
             step, which roughly halves the speed, so it is off by default).
         cache_dir: where generated games are kept (default $AGENT_RL_CACHE, else ~/.cache/agent_rl).
     """
+
+    won_means: ClassVar[str] = "the game's quest is complete"
 
     def __init__(
         self,

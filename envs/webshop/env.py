@@ -14,7 +14,7 @@ text does not show (selected options, the results "< Prev" returns to).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from agent_rl.envs.webshop.catalog import load_catalog
 from agent_rl.envs.webshop.expert import expert_action
@@ -45,6 +45,8 @@ class WebShopEnv(TextEnv):
         num_products, num_goals: size of the generated catalog.
         cache_dir: where the search index is cached (default $AGENT_RL_CACHE, else ~/.cache/agent_rl).
     """
+
+    won_means: ClassVar[str] = "the purchase scores 1.0: type, every attribute and option, and the price match"
 
     def __init__(
         self,
