@@ -193,6 +193,31 @@ def test_expert_scores_one_on_every_generated_goal(split: str, tmp_path: Path) -
     assert [_play_expert(env, i) for i in indices] == [1.0] * len(indices)
 
 
+def test_the_first_result_expert_acts_only_on_what_the_pages_show() -> None:
+    from agent_rl.envs.webshop.env import WebShopEnv
+
+    env = WebShopEnv(split="test", expert=True, expert_pick="first", max_steps=15)
+    scores, first_is_target = [], []
+    for index in range(env.num_tasks):
+        obs, info = env.reset(options={"task_index": index})
+        bought = None
+        while True:
+            action = info["expert_action"]
+            if action.startswith("click[G"):  # the item it opens is the top result shown on the page
+                assert obs.split(" [SEP] ")[3] == action[len("click["):-1], obs
+                bought = action[len("click["):-1]
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        scores.append(info["score"])
+        first_is_target.append(bought == info["reward_parts"]["target_asin"])
+    # it wins whenever the search ranks the target first (and sometimes on a product that fits as well)
+    assert all(score == 1.0 for score, first in zip(scores, first_is_target) if first)
+    assert 0.5 < sum(s == 1.0 for s in scores) / len(scores) < 1.0
+    with pytest.raises(ValueError, match="expert_pick must be one of"):
+        WebShopEnv(split="test", expert_pick="oracle")
+
+
 def test_episode_shape_and_rewards() -> None:
     from agent_rl.envs.webshop.env import SEARCH_TEMPLATE, WebShopEnv
 

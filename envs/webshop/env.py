@@ -17,7 +17,7 @@ import re
 from typing import Any, ClassVar
 
 from agent_rl.envs.webshop.catalog import load_catalog
-from agent_rl.envs.webshop.expert import expert_action
+from agent_rl.envs.webshop.expert import PICKS, expert_action
 from agent_rl.envs.webshop.generate import DEFAULT_GOALS, DEFAULT_PRODUCTS
 from agent_rl.envs.webshop.reward import RewardBreakdown, reward
 from agent_rl.envs.webshop.site import DONE, RESULTS, SEARCH, SEP, Page
@@ -39,6 +39,8 @@ class WebShopEnv(TextEnv):
         split: "train", "test" or "all".
         max_steps: steps before the episode is truncated (papers: 15, some 30); invalid actions count.
         expert: put the expert's next action in ``info["expert_action"]``.
+        expert_pick: "target" (default: the expert knows the target product; score 1 on every goal) or
+            "first" (buys the top search result: only what the pages show; see `expert.py`).
         path: the folder of the official files (catalog="official").
         goals: "human" or "synthetic" instructions (catalog="official").
         seed: the generator's seed, and the seed of the goals' price bounds.
@@ -60,9 +62,13 @@ class WebShopEnv(TextEnv):
         num_products: int = DEFAULT_PRODUCTS,
         num_goals: int = DEFAULT_GOALS,
         cache_dir: str | None = None,
+        expert_pick: str = "target",
     ) -> None:
         super().__init__()
         check_max_steps(max_steps)
+        if expert_pick not in PICKS:
+            raise ValueError(f"expert_pick must be one of {PICKS}, got {expert_pick!r}")
+        self.expert_pick = expert_pick
         self.catalog = load_catalog(catalog, None if path is None else str(path), goals, seed, num_products,
                                     num_goals, None if cache_dir is None else str(cache_dir))
         self.split = split
@@ -186,5 +192,5 @@ class WebShopEnv(TextEnv):
         if self._result is not None:
             info["reward_parts"] = vars(self._result) | {"asin": self._page.asin, "target_asin": goal.asin}
         if self.expert:
-            info["expert_action"] = expert_action(self.catalog.site, goal, self._page)
+            info["expert_action"] = expert_action(self.catalog.site, goal, self._page, self.expert_pick)
         return info
