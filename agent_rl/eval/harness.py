@@ -28,8 +28,6 @@ from agent_rl.rollout.collector import Collector, EpisodeSpec
 from agent_rl.rollout.envpool import EnvWorkers
 from agent_rl.rollout.memory import HistoryMemory
 
-SUCCESS_DEFINITION = "the env reports won=True before the turn limit (share of episodes)"
-
 
 def success_definition(temperature: float | None, won_means: str = "") -> str:
     """The stated success definition: what `won` means in the env, and the decoding that produced the episodes.
@@ -37,11 +35,14 @@ def success_definition(temperature: float | None, won_means: str = "") -> str:
     `temperature=None` is for a policy that does not decode (the expert, the random baseline): no
     decoding is stated for it.
     """
-    definition = SUCCESS_DEFINITION.replace("won=True", f"won=True ({won_means})") if won_means else SUCCESS_DEFINITION
+    meaning = f" ({won_means})" if won_means else ""
+    definition = f"the env reports won=True{meaning} before the turn limit (share of episodes)"
     if temperature is None:
         return definition
     decoding = "greedy decoding" if temperature == 0 else f"sampling at temperature {temperature}"
     return f"{definition}, {decoding}"
+
+
 _VERSIONED = ("agent-rl", "torch", "transformers", "gymnasium", "textworld", "peft", "vllm")
 
 
