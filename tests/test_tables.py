@@ -94,7 +94,7 @@ def test_markdown_header_and_table(rows: list[TableRow]) -> None:
         "- Policy: Qwen/Qwen2.5-1.5B-Instruct",
         "- Seeds: 0, 1 (2 seeds)",
         "- Episodes per seed: 4",
-        "- Catalog size: 4",
+        "- Catalog size (tasks in the split): 4",
         "- Max steps: 10",
         "- Success: the env reports won=True before the step limit",
         "- Task set: ALFWorld json_2.1.1 valid_seen",

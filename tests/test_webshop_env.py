@@ -184,6 +184,15 @@ def test_generated_catalog_is_large_deterministic_and_split() -> None:
     assert generate_catalog(seed=0) == catalog and generate_catalog(seed=1) != catalog
 
 
+def test_the_catalog_name_tells_a_non_default_goal_count_apart() -> None:
+    """Same seed and products, other goals: tables and task ids must not confuse the two suites."""
+    from agent_rl.envs.webshop.catalog import load_catalog
+
+    default, more_goals = load_catalog(num_products=60, num_goals=20), load_catalog(num_products=60, num_goals=40)
+    assert default.name == "generated-seed0-60-20goals" and more_goals.name == "generated-seed0-60-40goals"
+    assert load_catalog(num_products=1200).name == "generated-seed0-1200"
+
+
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_expert_scores_one_on_every_generated_goal(split: str, tmp_path: Path) -> None:
     from agent_rl.envs.webshop.env import WebShopEnv

@@ -85,7 +85,7 @@ class EvalProtocol:
     policy: str = field(metadata={"label": "Policy"})  # model checkpoint or policy name
     seeds: tuple[int, ...] = field(metadata={"label": "Seeds"})
     episodes_per_seed: int = field(metadata={"label": "Episodes per seed"})
-    catalog_size: int = field(metadata={"label": "Catalog size"})  # tasks in the split / suite
+    catalog_size: int = field(metadata={"label": "Catalog size (tasks in the split)"})
     max_steps: int = field(metadata={"label": "Max steps"})
     success_definition: str = field(metadata={"label": "Success"})
     task_set: str = field(default="", metadata={"label": "Task set"})  # which suite / catalog / data (TextEnv.task_set)

@@ -42,7 +42,8 @@ def load_catalog(kind: str = "generated", path: str | None = None, goals: str = 
         generated = generate_catalog(seed, num_products, num_goals)
         products = generated.products
         splits = {name: generated.split(name) for name in ("train", "test", "all")}
-        name = f"generated-seed{seed}-{num_products}"
+        # The goal count changes the goals (and so the splits) but not the products: the name says both.
+        name = f"generated-seed{seed}-{num_products}" + ("" if num_goals == DEFAULT_GOALS else f"-{num_goals}goals")
     elif kind == "official":
         if path is None:
             raise ValueError("webshop/official-v0 needs path=<folder with the official WebShop files>")
