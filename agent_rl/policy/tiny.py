@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from agent_rl.config import TinyModelConfig
@@ -25,10 +25,18 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE: any text encodes (no unknown token), frequent words become single tokens."""
+def train_tokenizer(corpus: Iterable[str], vocab_size: int, space_tokens: bool = False) -> PreTrainedTokenizerFast:
+    """Byte-level BPE: any text encodes (no unknown token), frequent words become single tokens.
+
+    `space_tokens` splits every space off before BPE (see `TinyModelConfig.space_tokens`); decoding
+    stays lossless either way.
+    """
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(" "), behavior="isolated"), byte_level])
+        if space_tokens else byte_level
+    )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -51,7 +59,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokeniz
 def build_tiny_model(out_dir: str | Path, corpus: Iterable[str], config: TinyModelConfig | None = None) -> Path:
     """Train a tokenizer on `corpus`, initialise a small Llama-architecture model, save both to `out_dir`."""
     config = config or TinyModelConfig()
-    tokenizer = train_tokenizer(corpus, config.vocab_size)
+    tokenizer = train_tokenizer(corpus, config.vocab_size, config.space_tokens)
     model_config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
