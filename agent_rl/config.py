@@ -27,10 +27,6 @@ class TinyModelConfig:
     intermediate_size: int = 512
     max_positions: int = 2048
     seed: int = 0  # initialisation seed: the same corpus and seed give the same model
-    # Spaces as tokens of their own: a word is then one token id wherever it stands ("white" in "with
-    # white color" and in "click[white]"), so copying it is an exact token copy, which a model trained
-    # from scratch learns far sooner. Costs ~45 % more tokens on WebShop pages.
-    space_tokens: bool = False
 
 
 @dataclass

@@ -267,17 +267,3 @@ def test_tools_are_rendered_natively_only_by_a_template_with_function_calling(ti
     assert codec.renders_tools and text.startswith("<|tools|>get_weather;")
     assert codec.encode_prompt(messages)[0] == plain.encode_prompt(messages)[0]  # no tools, nothing added
     assert ids == native(text, add_special_tokens=False)["input_ids"]
-
-
-@pytest.mark.parametrize("space_tokens", [False, True])
-def test_tiny_tokenizer_decodes_losslessly_and_space_tokens_make_words_context_free(space_tokens: bool) -> None:
-    """With `space_tokens` a word is one token id after a space and after a bracket; decoding is exact."""
-    from agent_rl.policy.tiny import train_tokenizer
-
-    corpus = ["i want white shoes with white color [SEP] white [SEP] click[white]"] * 50
-    tokenizer = train_tokenizer(corpus, vocab_size=400, space_tokens=space_tokens)
-    text = "Task: find white shoes [SEP] white\n<action>click[white]</action>"
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert tokenizer.decode(ids) == text
-    after_space, after_bracket = (tokenizer(s, add_special_tokens=False)["input_ids"][-1] for s in (" white", "[white"))
-    assert (after_space == after_bracket) == space_tokens

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from agent_rl.config import TinyModelConfig
@@ -25,18 +25,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int, space_tokens: bool = False) -> PreTrainedTokenizerFast:
-    """Byte-level BPE: any text encodes (no unknown token), frequent words become single tokens.
-
-    `space_tokens` splits every space off before BPE (see `TinyModelConfig.space_tokens`); decoding
-    stays lossless either way.
-    """
+def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE: any text encodes (no unknown token), frequent words become single tokens."""
     tokenizer = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(" "), behavior="isolated"), byte_level])
-        if space_tokens else byte_level
-    )
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -59,7 +51,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int, space_tokens: bool =
 def build_tiny_model(out_dir: str | Path, corpus: Iterable[str], config: TinyModelConfig | None = None) -> Path:
     """Train a tokenizer on `corpus`, initialise a small Llama-architecture model, save both to `out_dir`."""
     config = config or TinyModelConfig()
-    tokenizer = train_tokenizer(corpus, config.vocab_size, config.space_tokens)
+    tokenizer = train_tokenizer(corpus, config.vocab_size)
     model_config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
