@@ -432,3 +432,26 @@ def test_webshop_configs_load(name: str) -> None:
         assert (config.rollout.group_size, config.rollout.tasks_per_iteration, config.env.history_window) == (8, 16, 2)
         assert config.env.max_turns == 15 and config.optim.lr == 1e-6 and config.ppo.kl_coef == 0.01
         assert config.model.path == "Qwen/Qwen2.5-1.5B-Instruct" and config.algo.params["gamma"] == 0.95
+
+
+def test_step_skill_report_reads_the_first_result_experts_episodes(tmp_path: Path) -> None:
+    """experiments/webshop_steps.py on a real eval run: the first-result expert types the instruction,
+    opens the top result, clicks only options the instruction names and buys; success = score 1."""
+    from agent_rl.cli import main
+    from agent_rl.io import read_jsonl
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "webshop_steps.py"
+    module_spec = importlib.util.spec_from_file_location("webshop_steps", path)
+    assert module_spec is not None and module_spec.loader is not None
+    webshop_steps = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(webshop_steps)
+
+    out = tmp_path / "expert"
+    argv = ["eval", "--env", "webshop/generated-v0", "--split", "test", "--policy", "expert", "--episodes", "12",
+            "--env-arg", "expert_pick=first", "--max-turns", "15", "--out", str(out)]
+    assert main(argv) == 0
+    episodes = read_jsonl(out / "episodes.jsonl")
+    skills = webshop_steps.step_skills(episodes)
+    assert (skills["search_verbatim"], skills["top_result"], skills["listed_item"], skills["buy"]) == (1, 1, 1, 1)
+    assert skills["option_named"] == 1.0 and skills["option_clicks"] > 0
+    assert skills["won"] == sum(e["outcome"] == 1.0 for e in episodes) / 12 < 1.0
