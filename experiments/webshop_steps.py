@@ -15,11 +15,13 @@ import argparse
 import re
 from pathlib import Path
 
+from agent_rl.envs.webshop.site import BACK_TO_SEARCH, BUY_NOW, ITEM, PREV, RESULTS, SUB_PAGES
+
 from agent_rl.io import read_jsonl
 
 _TASK = re.compile(r"Task: (.*)")
 _RESULT_IDS = re.compile(r"\[SEP\] ([A-Z0-9]{10}) \[SEP\]")  # product ids as the results page lists them
-_NOT_OPTIONS = {"buy now", "< prev", "back to search", "description", "features", "reviews"}
+_NOT_OPTIONS = {name.lower() for name in (BUY_NOW, PREV, BACK_TO_SEARCH, *SUB_PAGES)}
 
 
 def _page(anchor: str) -> str:
@@ -40,7 +42,7 @@ def step_skills(episodes: list[dict]) -> dict[str, float]:
         steps = episode["steps"]
         task = _TASK.search(steps[0]["prompt"]).group(1).strip().lower()
         counts["search_verbatim"] += _action(steps[0]) == f"search[{task}]"
-        first_results = next((s for s in steps if _page(s["anchor"]) == "results"), None)
+        first_results = next((s for s in steps if _page(s["anchor"]) == RESULTS), None)
         if first_results is not None:
             listed = [f"click[{pid}]".lower() for pid in _RESULT_IDS.findall(first_results["obs"])]
             action = _action(first_results)
@@ -48,10 +50,10 @@ def step_skills(episodes: list[dict]) -> dict[str, float]:
             counts["listed_item"] += action in listed
         for step in steps:
             clicked = re.fullmatch(r"click\[(.*)\]", _action(step))
-            if _page(step["anchor"]) == "item" and clicked and clicked.group(1) not in _NOT_OPTIONS:
+            if _page(step["anchor"]) == ITEM and clicked and clicked.group(1) not in _NOT_OPTIONS:
                 option_clicks += 1
                 wanted_options += clicked.group(1) in task
-        counts["buy"] += any(_action(s) == "click[buy now]" for s in steps)
+        counts["buy"] += any(_action(s) == f"click[{BUY_NOW.lower()}]" for s in steps)
         counts["won"] += bool(episode["success"])
         score += episode["outcome"]
     shares = {name: count / len(episodes) for name, count in counts.items()}

@@ -8,23 +8,18 @@ the vectorised methods; here they cross-check the vectorised methods on random b
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
+from experiment_scripts import load_experiment
 from test_credit import R2, check
 
 from agent_rl.credit import make_credit
 from agent_rl.credit.stats import combine_codes, dense_codes, first_per_segment
 from agent_rl.data import Step, StepRows, Trajectory
 
-_BENCH = Path(__file__).resolve().parents[1] / "experiments" / "bench_credit.py"
-_spec = importlib.util.spec_from_file_location("bench_credit", _BENCH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_experiment("bench_credit")
 
 
 def ep(

@@ -437,15 +437,12 @@ def test_webshop_configs_load(name: str) -> None:
 def test_step_skill_report_reads_the_first_result_experts_episodes(tmp_path: Path) -> None:
     """experiments/webshop_steps.py on a real eval run: the first-result expert types the instruction,
     opens the top result, clicks only options the instruction names and buys; success = score 1."""
+    from experiment_scripts import load_experiment
+
     from agent_rl.cli import main
     from agent_rl.io import read_jsonl
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "webshop_steps.py"
-    module_spec = importlib.util.spec_from_file_location("webshop_steps", path)
-    assert module_spec is not None and module_spec.loader is not None
-    webshop_steps = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(webshop_steps)
-
+    webshop_steps = load_experiment("webshop_steps")
     out = tmp_path / "expert"
     argv = ["eval", "--env", "webshop/generated-v0", "--split", "test", "--policy", "expert", "--episodes", "12",
             "--env-arg", "expert_pick=first", "--max-turns", "15", "--out", str(out)]
