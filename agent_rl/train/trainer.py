@@ -12,7 +12,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agent_rl.config import TrainConfig
-from agent_rl.credit import make_credit, zero_advantage_fraction
+from agent_rl.credit import make_credit
+from agent_rl.credit.diagnostics import DIAGNOSTICS, credit_diagnostics
 from agent_rl.data import StepRows, Trajectory
 from agent_rl.env_api import TextEnv
 from agent_rl.io import write_trajectories
@@ -176,7 +177,10 @@ class RLTrainer:
             "train/rows": len(steps),
             "train/turns": sum(len(t.steps) for t in trajectories),  # agent-env turns spent, crashed envs included
             "train/env_errors": len(trajectories) - len(trained),
-            "train/zero_advantage_fraction": zero_advantage_fraction(advantages) if steps else float("nan"),
+            # why the method learns or not: zero rows, shared states, episode vs step variance (credit/diagnostics)
+            **{f"train/{name}": value for name, value in (
+                credit_diagnostics(step_rows, advantages) if step_rows is not None
+                else dict.fromkeys(DIAGNOSTICS, float("nan"))).items()},
             "train/advantage_abs_mean": float(np.abs(advantages).mean()) if steps else float("nan"),
             "train/logprob_mismatch": mismatch,
             **timings,
