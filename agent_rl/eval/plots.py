@@ -78,15 +78,27 @@ def plot_mean_curves(
     ylabel: str,
 ) -> Path:
     """One line per label with a ±std band: `curves[label] = (x, mean, std)`. Returns `out_png`."""
+    bands = {label: (x, mean, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)])
+             for label, (x, mean, std) in curves.items()}
+    return plot_band_curves(bands, out_png, title, xlabel, ylabel)
+
+
+def plot_band_curves(
+    curves: dict[str, tuple[list[float], list[float], list[float], list[float]]],
+    out_png: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> Path:
+    """One line per label with a shaded band: `curves[label] = (x, mean, low, high)` (e.g. a CI). Returns `out_png`."""
     if not curves:
         raise ValueError(f"nothing to plot in {out_png}: no curves")
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for label, (x, mean, std) in curves.items():
+    for label, (x, mean, low, high) in curves.items():
         line = ax.plot(x, mean, marker="o", markersize=3, label=label)[0]
-        ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color=line.get_color(), alpha=0.15)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
