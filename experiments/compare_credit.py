@@ -29,38 +29,10 @@ from agent_rl.config import TrainConfig, load_config
 from agent_rl.credit import available_credit
 from agent_rl.eval.plots import plot_mean_curves
 from agent_rl.io import atomic_write, read_jsonl
-from agent_rl.train.metrics import MetricsLog
-from agent_rl.train.pipeline import TrainingRun, seed_everything
+from agent_rl.train.pipeline import TrainingRun
+from agent_rl.train.start import overall_success, prepare_start
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-
-
-def overall_success(eval_dir: Path) -> float | None:
-    """The overall held-out success of a finished evaluation, or None when it has not finished."""
-    table = eval_dir / "table.csv"
-    if not table.exists():
-        return None
-    with table.open() as handle:
-        return next(float(row["success_mean"]) for row in csv.DictReader(handle) if row["task_type"] == "overall")
-
-
-def prepare_start(config: TrainConfig, out: Path) -> tuple[Path, float]:
-    """Build and SFT the shared starting model once (reused when present); its held-out success."""
-    start = TrainingRun(config)
-    sft_path = out / "sft_model"
-    if not (sft_path / "config.json").exists():
-        seed_everything(config.seed)
-        model, tokenizer = start.load(start.base_model_path())
-        metrics = MetricsLog(out)
-        start.sft(model, tokenizer, metrics)
-        metrics.close()
-    success = overall_success(out / "eval" / "after_sft")
-    if success is None:
-        model, tokenizer = start.load(sft_path)
-        start.evaluate(model, tokenizer, "after_sft", "after SFT (shared start)")
-        success = overall_success(out / "eval" / "after_sft")
-    assert success is not None
-    return sft_path, success
 
 
 def run_method(args: argparse.Namespace, method: str, seed: int, sft_path: Path) -> Path:

@@ -25,7 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent_rl.credit.stats import combine_codes, dense_codes, first_per_segment, segment_stats, zero_advantage_fraction
+from agent_rl.credit.stats import (
+    combine_codes,
+    dense_codes,
+    first_per_segment,
+    segment_stats,
+    zero_advantage_fraction,
+)
 from agent_rl.data import StepRows
 
 DIAGNOSTICS = (
