@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_runs import tiny_run_config
 
 from agent_rl.cli import main
 from agent_rl.data import Step, Trajectory
 from agent_rl.eval.tables import EpisodeRecord, EvalProtocol, summarize, write_tables
 from agent_rl.io import read_trajectories, write_json, write_trajectories
-from agent_rl.train.pipeline import TrainingRun
 from agent_rl.view import render_report
 from agent_rl.view.browser import chromium_path, open_page
 from agent_rl.view.render import js_json
@@ -27,19 +25,6 @@ from agent_rl.view.serve import make_server
 HOSTILE = '<script>alert(1)</script><img src=x onerror="document.body.dataset.pwned=1">'
 needs_chromium = pytest.mark.skipif(chromium_path() is None,
                                     reason="Debian's chromium is not installed (apt-get install chromium)")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_model_dir: Path, textworld_suite, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real 2-iteration run of the tiny model (SFT, GRPO, three evaluations): a few seconds."""
-    from agent_rl.envs.textworld.suites import SUITES
-
-    out = tmp_path_factory.mktemp("view") / "run"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(SUITES, textworld_suite.suite.name, textworld_suite.suite)
-        TrainingRun(tiny_run_config(out, tiny_model_dir, textworld_suite.suite.name, textworld_suite.cache_dir),
-                    log=lambda line: None).run()
-    return out
 
 
 @pytest.fixture(scope="module")
