@@ -194,3 +194,43 @@ def test_screenshot_of_an_iteration(tiny_report: Path, tmp_path: Path):
     header = png.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(header[16:20], "big") == 1200
     assert png.stat().st_size > 20_000  # text and cards, not a blank page
+
+
+# Drives the page's own controls (select, search box, state chip, prompt) and writes what it saw into the DOM.
+PROBE = """
+setTimeout(() => {
+  const seen = [], count = () => document.querySelectorAll("article.episode").length;
+  const set = (selector, value, event) => {
+    const input = document.querySelector(selector); input.value = value; input.dispatchEvent(new Event(event));
+  };
+  seen.push("all=" + count());
+  set('select[aria-label="outcome"]', "success", "change"); seen.push("success=" + count());
+  set('select[aria-label="outcome"]', "failure", "change"); seen.push("failure=" + count());
+  set('select[aria-label="outcome"]', "all", "change");
+  set('input[type=search]', "READ <SCRIPT>", "input"); seen.push("search=" + count());
+  set('input[type=search]', "no such text", "input"); seen.push("nothing=" + count());
+  set('input[type=search]', "", "input");
+  document.querySelector('input[type=checkbox]').click(); seen.push("invalid=" + count());
+  document.querySelector("button.chip").click(); seen.push("linked=" + document.querySelectorAll("li.linked").length);
+  const prompt = document.querySelector("details.prompt"); prompt.open = true;
+  setTimeout(() => {
+    seen.push("prompt=" + prompt.querySelectorAll("pre").length); document.body.dataset.probe = seen.join(",");
+  }, 100);
+}, 300);
+"""
+
+
+@needs_chromium
+def test_filters_search_and_step_links_work_in_the_page(hostile_eval: Path, tmp_path: Path):
+    report = render_report(hostile_eval, tmp_path / "report").parent
+    (report / "probe.js").write_text(PROBE)
+    page_html = (report / "index.html").read_text().replace('<script src="app.js"></script>',
+                                                            '<script src="app.js"></script><script src="probe.js"></script>')
+    (report / "probe.html").write_text(page_html)
+    page = open_page((report / "probe.html").resolve().as_uri())
+    assert page.console == []
+    probe = re.search(r'data-probe="([^"]*)"', page.dom)
+    assert probe, "the probe did not finish"
+    # 2 episodes, 1 won; both hold the text; only the failure has invalid steps; with that filter still on,
+    # the chip of its first step highlights both of its steps (one state: equal anchors in one group)
+    assert probe.group(1) == "all=2,success=1,failure=1,search=2,nothing=0,invalid=1,linked=2,prompt=1"

@@ -267,9 +267,10 @@
       function show(page) {
         const kept = episodes.filter(keep);
         const pages = Math.ceil(kept.length / EPISODES_PER_PAGE);
+        const links = new Map();
         list.replaceChildren(el("p", { class: "count" }, `${kept.length} of ${episodes.length} episodes shown, failures first`),
           el("div", { class: "episodes" }, kept.slice(page * EPISODES_PER_PAGE, (page + 1) * EPISODES_PER_PAGE)
-            .map((e) => episodeCard(e, scale, new Map()))),
+            .map((e) => episodeCard(e, scale, links))),
           pager(page, pages, show));
         done(ev.chunk);
       }
