@@ -210,23 +210,29 @@
       el("p", { class: "note" }, "Rollouts of one task side by side. The bar under each step is the credit method's advantage " +
         "(green above zero, red below, scaled to the largest in this iteration); a coloured “state” chip links the steps of " +
         "the group that share an anchor (GiGPO / HGPO step groups): click it to highlight them.")));
-    const holder = el("div", {}, el("p", { class: "note" }, "loading iteration " + it.iteration + "…"));
+    episodeList(it.chunk, (episodes, keep, page, scale, links) => {
+      const groups = new Map();
+      for (const e of episodes) if (keep(e)) (groups.get(e.group) || groups.set(e.group, []).get(e.group)).push(e);
+      const all = [...groups.values()];
+      return [Math.ceil(all.length / GROUPS_PER_PAGE),
+        el("p", { class: "count" }, `${all.reduce((n, g) => n + g.length, 0)} episodes in ${all.length} groups shown`),
+        ...all.slice(page * GROUPS_PER_PAGE, (page + 1) * GROUPS_PER_PAGE).map((g) => groupBox(g, scale, links))];
+    });
+  }
+  // Load a data file, then show the filter bar and page `page` of what `layout` makes of the kept episodes:
+  // layout(episodes, keep, page, scale, links) -> [number of pages, ...nodes].
+  function episodeList(chunk, layout) {
+    const holder = el("div", {}, el("p", { class: "note" }, "loading " + chunk + "…"));
     main.append(holder);
-    loadChunk(it.chunk, (episodes) => {
+    loadChunk(chunk, (episodes) => {
       const scale = maxAdvantage(episodes);
       const { bar, keep } = filterBar(episodes, () => show(0));
       const list = el("div", {});
       holder.replaceChildren(el("section", { class: "card sticky" }, bar), list);
       function show(page) {
-        const groups = new Map();
-        for (const e of episodes) if (keep(e)) (groups.get(e.group) || groups.set(e.group, []).get(e.group)).push(e);
-        const all = [...groups.values()];
-        const pages = Math.ceil(all.length / GROUPS_PER_PAGE);
-        const links = new Map();
-        list.replaceChildren(el("p", { class: "count" }, `${all.reduce((n, g) => n + g.length, 0)} episodes in ${all.length} groups shown`),
-          ...all.slice(page * GROUPS_PER_PAGE, (page + 1) * GROUPS_PER_PAGE).map((g) => groupBox(g, scale, links)),
-          pager(page, pages, show));
-        done(it.chunk);
+        const [pages, ...nodes] = layout(episodes, keep, page, scale, new Map());
+        list.replaceChildren(...nodes, pager(page, pages, show));
+        done(chunk);
       }
       show(0);
     });
@@ -257,24 +263,12 @@
             `${x.name} — ${x.successes}/${x.episodes} won`))))));
     }
     main.append(evalTable(ev, false));
-    const holder = el("div", {}, el("p", { class: "note" }, "loading episodes…"));
-    main.append(holder);
-    loadChunk(ev.chunk, (episodes) => {
-      const scale = maxAdvantage(episodes);
-      const { bar, keep } = filterBar(episodes, () => show(0));
-      const list = el("div", {});
-      holder.replaceChildren(el("section", { class: "card sticky" }, bar), list);
-      function show(page) {
-        const kept = episodes.filter(keep);
-        const pages = Math.ceil(kept.length / EPISODES_PER_PAGE);
-        const links = new Map();
-        list.replaceChildren(el("p", { class: "count" }, `${kept.length} of ${episodes.length} episodes shown, failures first`),
-          el("div", { class: "episodes" }, kept.slice(page * EPISODES_PER_PAGE, (page + 1) * EPISODES_PER_PAGE)
-            .map((e) => episodeCard(e, scale, links))),
-          pager(page, pages, show));
-        done(ev.chunk);
-      }
-      show(0);
+    episodeList(ev.chunk, (episodes, keep, page, scale, links) => {
+      const kept = episodes.filter(keep);
+      return [Math.ceil(kept.length / EPISODES_PER_PAGE),
+        el("p", { class: "count" }, `${kept.length} of ${episodes.length} episodes shown, failures first`),
+        el("div", { class: "episodes" }, kept.slice(page * EPISODES_PER_PAGE, (page + 1) * EPISODES_PER_PAGE)
+          .map((e) => episodeCard(e, scale, links)))];
     });
   }
 
