@@ -16,10 +16,10 @@ ROW = {"train/success_rate": 0.625, "train/mean_outcome": 0.58, "train/approx_kl
 
 
 @pytest.mark.parametrize("row, eta, line", [
-    (ROW, 310.0, "iter 3/32 | success 62.5% | reward 0.580 | kl 0.0031 | 12.1 s | ETA 5m 10s"),
+    (ROW, 310.0, "iter 3/32 | success 62.5% | reward 0.580 | kl 0.00312 | 12.1 s | ETA 5m 10s"),
     ({**ROW, "train/kl_ref": 0.02, "val/success_rate": 0.5}, 7300.0,
-     "iter 3/32 | success 62.5% | reward 0.580 | kl 0.0031 | kl_ref 0.0200 | val success 50.0% | 12.1 s | ETA 2h 01m"),
-    ({**ROW, "train/success_rate": math.nan}, 4.4, "iter 3/32 | success n/a% | reward 0.580 | kl 0.0031 | 12.1 s | ETA 4 s"),
+     "iter 3/32 | success 62.5% | reward 0.580 | kl 0.00312 | kl_ref 0.02 | val success 50.0% | 12.1 s | ETA 2h 01m"),
+    ({**ROW, "train/success_rate": math.nan}, 4.4, "iter 3/32 | success n/a% | reward 0.580 | kl 0.00312 | 12.1 s | ETA 4 s"),
 ])
 def test_progress_line(row: dict, eta: float, line: str):
     assert progress_line(3, 32, row, eta) == line

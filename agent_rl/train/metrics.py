@@ -62,12 +62,12 @@ def start_wandb(log: LogConfig, out_dir: Path, config: dict[str, Any] | None) ->
 
 
 def progress_line(iteration: int, total: int, row: dict[str, Any], eta_seconds: float) -> str:
-    """`iter 3/32 | success 62.5% | reward 0.58 | kl 0.0031 | 12.1 s | ETA 5m 10s` (val success when measured)."""
+    """`iter 3/32 | success 62.5% | reward 0.580 | kl 0.00312 | 12.1 s | ETA 5m 10s` (val success when measured)."""
     parts = [f"iter {iteration}/{total}", f"success {_number(row.get('train/success_rate'), 100, '.1f')}%",
              f"reward {_number(row.get('train/mean_outcome'), 1, '.3f')}",
-             f"kl {_number(row.get('train/approx_kl'), 1, '.4f')}"]
+             f"kl {_number(row.get('train/approx_kl'), 1, '.3g')}"]  # .3g: a tiny estimate reads 1.2e-07
     if "train/kl_ref" in row:
-        parts.append(f"kl_ref {_number(row['train/kl_ref'], 1, '.4f')}")
+        parts.append(f"kl_ref {_number(row['train/kl_ref'], 1, '.3g')}")
     if "val/success_rate" in row:
         parts.append(f"val success {_number(row['val/success_rate'], 100, '.1f')}%")
     parts += [f"{_number(row.get('time/iteration'), 1, '.1f')} s", f"ETA {format_duration(eta_seconds)}"]
