@@ -45,6 +45,7 @@
   }
   const fmt = (value, digits = 3) =>
     typeof value === "number" ? (Number.isFinite(value) ? value.toFixed(digits) : String(value)) : "–";
+  const sig = (value) => (Number.isFinite(value) ? value.toPrecision(3) : "–"); // a tiny KL stays readable
   const pct = (value) => (Number.isFinite(value) ? (100 * value).toFixed(1) : "–");
   function done(view) {
     document.body.dataset.view = view;
@@ -205,7 +206,7 @@
       el("div", { class: "iterbar" }, el("button", { onclick: () => step(-1), disabled: index === 0 ? "" : null }, "←"), picker,
         el("button", { onclick: () => step(1), disabled: index === summary.iterations.length - 1 ? "" : null }, "→")),
       row ? el("p", { class: "facts" }, [["success", pct(row["train/success_rate"]) + " %"], ["reward", fmt(row["train/mean_outcome"])],
-        ["KL", fmt(row["train/approx_kl"], 4)], ["entropy", fmt(row["train/entropy"], 2)],
+        ["KL", sig(row["train/approx_kl"])], ["entropy", fmt(row["train/entropy"], 2)],
         ["seconds", fmt(row["time/iteration"], 1)]].map(([k, v]) => el("span", {}, el("b", {}, k + ": "), v))) : null,
       el("p", { class: "note" }, "Rollouts of one task side by side. The bar under each step is the credit method's advantage " +
         "(green above zero, red below, scaled to the largest in this iteration); a coloured “state” chip links the steps of " +
