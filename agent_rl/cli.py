@@ -180,7 +180,10 @@ def cmd_view(args: argparse.Namespace) -> int:
     if args.serve:
         from agent_rl.view.serve import make_server
 
-        server = make_server(index.parent, args.port)
+        try:
+            server = make_server(index.parent, args.port)
+        except OSError as err:  # e.g. the port is taken
+            raise UserError(f"cannot serve on 127.0.0.1:{args.port}: {err.strerror}; pick another --port") from err
         print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
         try:
             server.serve_forever()

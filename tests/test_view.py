@@ -234,3 +234,14 @@ def test_filters_search_and_step_links_work_in_the_page(hostile_eval: Path, tmp_
     # 2 episodes, 1 won; both hold the text; only the failure has invalid steps; with that filter still on,
     # the chip of its first step highlights both of its steps (one state: equal anchors in one group)
     assert probe.group(1) == "all=2,success=1,failure=1,search=2,nothing=0,invalid=1,linked=2,prompt=1"
+
+
+def test_serve_on_a_taken_port_is_one_line(tiny_run: Path, tmp_path: Path, capsys):
+    taken = make_server(tmp_path, 0)
+    try:
+        argv = ["view", str(tiny_run), "--out", str(tmp_path / "r"), "--serve", "--port", str(taken.server_address[1])]
+        assert main(argv) == 2
+    finally:
+        taken.server_close()
+    err = capsys.readouterr().err
+    assert "cannot serve on 127.0.0.1:" in err and "pick another --port" in err and err.count("\n") == 1
