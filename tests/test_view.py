@@ -73,6 +73,8 @@ def test_run_report_holds_every_episode_with_its_advantages(tiny_run: Path, tiny
     for entry in summary["iterations"]:
         written = read_trajectories(tiny_run / "trajectories" / f"iter-{entry['iteration']:06d}.jsonl")
         shown = read_data(tiny_report / "data" / f"{entry['chunk']}.js")
+        prompts = read_data(tiny_report / "data" / f"{entry['chunk']}.prompts.js")
+        assert prompts == [[s.prompt for s in t.steps] for t in written]
         assert [e["id"] for e in shown] == [t.traj_id for t in written] and entry["episodes"] == len(written) == 4
         for episode, trajectory in zip(shown, written, strict=True):
             assert [s["advantage"] for s in episode["steps"]] == [s.advantage for s in trajectory.steps]
@@ -214,8 +216,10 @@ setTimeout(() => {
   document.querySelector("button.chip").click(); seen.push("linked=" + document.querySelectorAll("li.linked").length);
   const prompt = document.querySelector("details.prompt"); prompt.open = true;
   setTimeout(() => {
-    seen.push("prompt=" + prompt.querySelectorAll("pre").length); document.body.dataset.probe = seen.join(",");
-  }, 100);
+    const shown = prompt.querySelectorAll("pre");
+    seen.push("prompt=" + shown.length + ":" + (shown.length === 1 && shown[0].textContent.startsWith("Task: <script>")));
+    document.body.dataset.probe = seen.join(",");
+  }, 500);
 }, 300);
 """
 
@@ -233,7 +237,7 @@ def test_filters_search_and_step_links_work_in_the_page(hostile_eval: Path, tmp_
     assert probe, "the probe did not finish"
     # 2 episodes, 1 won; both hold the text; only the failure has invalid steps; with that filter still on,
     # the chip of its first step highlights both of its steps (one state: equal anchors in one group)
-    assert probe.group(1) == "all=2,success=1,failure=1,search=2,nothing=0,invalid=1,linked=2,prompt=1"
+    assert probe.group(1) == "all=2,success=1,failure=1,search=2,nothing=0,invalid=1,linked=2,prompt=1:true"
 
 
 def test_serve_on_a_taken_port_is_one_line(tiny_run: Path, tmp_path: Path, capsys):

@@ -39,13 +39,13 @@ def render_report(source_dir: str | Path, out_dir: str | Path) -> Path:
         for iteration, path in source.iterations:
             trajectories = read_trajectories(path)
             chunk = f"iter-{iteration:06d}"
-            _write_chunk(tmp, chunk, episode_records(trajectories))
+            _write_chunk(tmp, chunk, trajectories)
             iterations.append({"iteration": iteration, "chunk": chunk, **_counts(trajectories)})
         evals = []
         for folder in source.evals:
             trajectories = sorted(folder.episodes(), key=lambda t: t.success)  # failures first (stable)
             chunk = f"eval-{_file_safe(folder.name)}"
-            _write_chunk(tmp, chunk, episode_records(trajectories))
+            _write_chunk(tmp, chunk, trajectories)
             evals.append({"name": folder.name, "chunk": chunk, "protocol": folder.protocol, "table": folder.table,
                           **_counts(trajectories)})
         summary = {"kind": source.kind, "title": source.path.resolve().name, "path": str(source.path.resolve()),
@@ -55,8 +55,8 @@ def render_report(source_dir: str | Path, out_dir: str | Path) -> Path:
 
 
 def episode_records(trajectories: list[Trajectory]) -> list[dict[str, Any]]:
-    """What the page shows of each episode: the text of every step, its reward, validity, advantage and
-    step-group link (token ids and log-probs stay in the JSONL)."""
+    """What the page shows of each episode: the text of every step but its prompt (`prompt_records`), its
+    reward, validity, advantage and step-group link (token ids and log-probs stay in the JSONL)."""
     links = anchor_links(trajectories)
     return [
         {
@@ -72,7 +72,6 @@ def episode_records(trajectories: list[Trajectory]) -> list[dict[str, Any]]:
             "steps": [
                 {
                     "obs": s.obs,
-                    "prompt": s.prompt,
                     "response": s.response,
                     "action": s.action,
                     "reward": s.reward,
@@ -88,6 +87,11 @@ def episode_records(trajectories: list[Trajectory]) -> list[dict[str, Any]]:
     ]
 
 
+def prompt_records(trajectories: list[Trajectory]) -> list[list[str]]:
+    """Each step's prompt, per episode: most of the text (history), so the page loads it only when asked."""
+    return [[s.prompt for s in t.steps] for t in trajectories]
+
+
 def js_json(value: Any) -> str:
     """A JavaScript literal of `value` that is safe in any JavaScript or HTML context: `<` is written
     `\\u003c` (so no `</script>` or `<!--` can appear), U+2028 / U+2029 (line breaks to older JavaScript)
@@ -101,8 +105,10 @@ def _counts(trajectories: list[Trajectory]) -> dict[str, int]:
             "groups": len({t.group_id for t in trajectories})}
 
 
-def _write_chunk(folder: Path, name: str, episodes: list[dict[str, Any]]) -> None:
-    (folder / "data" / f"{name}.js").write_text(f"agentRlChunk({js_json(name)}, {js_json(episodes)});\n")
+def _write_chunk(folder: Path, name: str, trajectories: list[Trajectory]) -> None:
+    """`data/NAME.js` (the episodes) and `data/NAME.prompts.js` (their prompts)."""
+    for chunk, records in ((name, episode_records(trajectories)), (f"{name}.prompts", prompt_records(trajectories))):
+        (folder / "data" / f"{chunk}.js").write_text(f"agentRlChunk({js_json(chunk)}, {js_json(records)});\n")
 
 
 def _check_replaceable(out: Path, source: Path) -> None:

@@ -211,27 +211,29 @@
       el("p", { class: "note" }, "Rollouts of one task side by side. The bar under each step is the credit method's advantage " +
         "(green above zero, red below, scaled to the largest in this iteration); a coloured “state” chip links the steps of " +
         "the group that share an anchor (GiGPO / HGPO step groups): click it to highlight them.")));
-    episodeList(it.chunk, (episodes, keep, page, scale, links) => {
+    episodeList(it.chunk, (episodes, keep, page, view) => {
       const groups = new Map();
       for (const e of episodes) if (keep(e)) (groups.get(e.group) || groups.set(e.group, []).get(e.group)).push(e);
       const all = [...groups.values()];
       return [Math.ceil(all.length / GROUPS_PER_PAGE),
         el("p", { class: "count" }, `${all.reduce((n, g) => n + g.length, 0)} episodes in ${all.length} groups shown`),
-        ...all.slice(page * GROUPS_PER_PAGE, (page + 1) * GROUPS_PER_PAGE).map((g) => groupBox(g, scale, links))];
+        ...all.slice(page * GROUPS_PER_PAGE, (page + 1) * GROUPS_PER_PAGE).map((g) => groupBox(g, view))];
     });
   }
   // Load a data file, then show the filter bar and page `page` of what `layout` makes of the kept episodes:
-  // layout(episodes, keep, page, scale, links) -> [number of pages, ...nodes].
+  // layout(episodes, keep, page, view) -> [number of pages, ...nodes]; view = { chunk, scale, links } is what
+  // the cards need: the data file (for the prompts), the advantage scale, the step links of the page.
   function episodeList(chunk, layout) {
     const holder = el("div", {}, el("p", { class: "note" }, "loading " + chunk + "…"));
     main.append(holder);
     loadChunk(chunk, (episodes) => {
+      episodes.forEach((e, index) => { e.index = index; }); // its row in the prompts file
       const scale = maxAdvantage(episodes);
       const { bar, keep } = filterBar(episodes, () => show(0));
       const list = el("div", {});
       holder.replaceChildren(el("section", { class: "card sticky" }, bar), list);
       function show(page) {
-        const [pages, ...nodes] = layout(episodes, keep, page, scale, new Map());
+        const [pages, ...nodes] = layout(episodes, keep, page, { chunk, scale, links: new Map() });
         list.replaceChildren(...nodes, pager(page, pages, show));
         done(chunk);
       }
@@ -246,12 +248,12 @@
     for (const e of episodes) for (const s of e.steps) if (Number.isFinite(s.advantage)) m = Math.max(m, Math.abs(s.advantage));
     return m || 1;
   }
-  function groupBox(episodes, scale, links) {
+  function groupBox(episodes, view) {
     const won = episodes.filter((e) => e.success).length;
     const first = episodes[0];
     return el("section", { class: "group card" },
       el("h3", {}, "group " + first.group, el("span", { class: "sub" }, ` task ${first.task} · ${first.type || "no task type"} · ${won}/${episodes.length} won`)),
-      el("div", { class: "rollouts" }, episodes.map((e) => episodeCard(e, scale, links))));
+      el("div", { class: "rollouts" }, episodes.map((e) => episodeCard(e, view))));
   }
 
   // --- one evaluation: its table, then every episode, failures first ------------------------------
@@ -264,17 +266,17 @@
             `${x.name} — ${x.successes}/${x.episodes} won`))))));
     }
     main.append(evalTable(ev, false));
-    episodeList(ev.chunk, (episodes, keep, page, scale, links) => {
+    episodeList(ev.chunk, (episodes, keep, page, view) => {
       const kept = episodes.filter(keep);
       return [Math.ceil(kept.length / EPISODES_PER_PAGE),
         el("p", { class: "count" }, `${kept.length} of ${episodes.length} episodes shown, failures first`),
         el("div", { class: "episodes" }, kept.slice(page * EPISODES_PER_PAGE, (page + 1) * EPISODES_PER_PAGE)
-          .map((e) => episodeCard(e, scale, links)))];
+          .map((e) => episodeCard(e, view)))];
     });
   }
 
   // --- an episode, step by step ---------------------------------------------------------------------
-  function episodeCard(e, scale, links) {
+  function episodeCard(e, view) {
     const meta = e.metadata || {};
     const badges = [el("span", { class: e.success ? "badge ok" : "badge fail" }, e.success ? "won" : "not won"),
       e.truncated ? el("span", { class: "badge warn" }, "truncated") : null,
@@ -284,9 +286,10 @@
         el("div", { class: "sub" }, `task ${e.task}${e.type ? " · " + e.type : ""} · score ${fmt(e.outcome, 2)} · ${e.steps.length} steps` +
           (meta.seed !== undefined ? ` · seed ${meta.seed}` : ""))),
       meta.env_error ? el("p", { class: "error" }, "env error: " + meta.env_error) : null,
-      el("ol", { class: "steps" }, e.steps.map((s, i) => stepItem(e, s, i, scale, links))));
+      el("ol", { class: "steps" }, e.steps.map((s, i) => stepItem(e, s, i, view))));
   }
-  function stepItem(e, s, i, scale, links) {
+  function stepItem(e, s, i, view) {
+    const links = view.links;
     const item = el("li", { class: s.valid ? "step" : "step invalid" });
     const head = el("div", { class: "stephead" }, el("b", {}, "step " + (i + 1)),
       el("span", { class: s.valid ? "badge ok" : "badge fail" }, s.valid ? "valid" : "invalid"),
@@ -301,13 +304,19 @@
       head.append(chip);
     }
     item.append(head);
-    if (s.advantage !== null && s.advantage !== undefined) item.append(advantageBar(s.advantage, scale));
+    if (s.advantage !== null && s.advantage !== undefined) item.append(advantageBar(s.advantage, view.scale));
     item.append(el("div", { class: "label" }, "observation"), el("pre", { class: "obs" }, s.obs),
       el("div", { class: "label" }, "response"), responseText(s.response), el("div", { class: "label" }, "action"),
       s.action === null ? el("p", { class: "noaction" }, "none: " + (s.error || "the response did not parse"))
         : el("pre", { class: "action" }, s.action));
     const prompt = el("details", { class: "prompt" }, el("summary", {}, "prompt the model saw"));
-    prompt.addEventListener("toggle", () => { if (prompt.open && prompt.children.length === 1) prompt.append(el("pre", {}, s.prompt)); });
+    prompt.addEventListener("toggle", () => {  // prompts are most of the text: their own file, loaded when asked for
+      if (prompt.open && prompt.children.length === 1) {
+        loadChunk(view.chunk + ".prompts", (prompts) => {
+          if (prompt.children.length === 1) prompt.append(el("pre", {}, prompts[e.index][i]));
+        });
+      }
+    });
     item.append(prompt);
     return item;
   }
