@@ -13,6 +13,7 @@ what the report adds to Chromium's own start-up.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
@@ -27,8 +28,10 @@ from agent_rl.io import append_jsonl, atomic_write, write_json, write_trajectori
 from agent_rl.view import render_report
 from agent_rl.view.browser import open_page
 
-WORDS = ("kitchen cellar pantry chest table lamp key apple coin drawer open take put examine north south east "
-         "west look inventory golden rusty wooden the a of on in into from there is you see closed").split()
+WORDS = ["kitchen", "cellar", "pantry", "chest", "table", "lamp", "key", "apple", "coin", "drawer", "open",
+         "take", "put", "examine", "north", "south", "east", "west", "look", "inventory", "golden",
+         "rusty", "wooden", "the", "a", "of", "on", "in", "into", "from", "there", "is", "you", "see",
+         "closed"]
 
 
 def sentence(rng: np.random.Generator, words: int) -> str:
@@ -77,8 +80,6 @@ def build_run(root: Path, episodes: int, per_iteration: int, group_size: int, st
 
 def timed_page(url: str, repeats: int) -> tuple[float, float]:
     """Median Chromium wall-clock (s) and median in-page render time (ms) of `url`."""
-    import re
-
     walls, renders = [], []
     for _ in range(repeats):
         page = open_page(url, budget_ms=30000)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agent_rl.envs.textworld.suites import SUITES, TEST_SEED_OFFSET, Suite
+
 from agent_rl.cli import DEMO_CONFIG
 from agent_rl.config import load_config
-from agent_rl.envs.textworld.suites import SUITES, TEST_SEED_OFFSET, Suite
 from agent_rl.train.pipeline import TrainingRun
 from agent_rl.view import render_report
 from agent_rl.view.browser import open_page

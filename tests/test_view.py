@@ -59,7 +59,7 @@ def hostile_eval(tmp_path: Path) -> Path:
 def read_data(path: Path) -> Any:
     """The JSON payload of one of the report's data/*.js files."""
     text = path.read_text()
-    match = re.fullmatch(r'window\.AGENT_RL_SUMMARY = (.*);\n|agentRlChunk\("[^"]*", (.*)\);\n', text, re.S)
+    match = re.fullmatch(r'window\.AGENT_RL_SUMMARY = (.*);\n|agentRlChunk\("[^"]*", (.*)\);\n', text, re.DOTALL)
     assert match, f"{path} is not a report data file"
     return json.loads(match.group(1) or match.group(2))
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,6 @@ def open_page(url: str, screenshot: Path | None = None, size: tuple[int, int] = 
               budget_ms: int = 5000, timeout: float = 120.0) -> PageResult:
     """Load `url`, let it run for up to `budget_ms` of virtual time (scripts it adds load within it), then
     dump its DOM, or save a PNG to `screenshot`. Raises FileNotFoundError without Chromium."""
-    import time
-
     binary = chromium_path()
     if binary is None:
         raise FileNotFoundError("no chromium on PATH: apt-get install chromium")
