@@ -249,3 +249,16 @@ def test_serve_on_a_taken_port_is_one_line(tiny_run: Path, tmp_path: Path, capsy
         taken.server_close()
     err = capsys.readouterr().err
     assert "cannot serve on 127.0.0.1:" in err and "pick another --port" in err and err.count("\n") == 1
+
+
+def test_the_benchmark_s_synthetic_run_renders_whole(tmp_path: Path):
+    from experiment_scripts import load_experiment
+
+    bench = load_experiment("bench_view")
+    run = bench.build_run(tmp_path, episodes=32, per_iteration=16, group_size=4, steps=3, eval_episodes=8)
+    report = render_report(run, tmp_path / "report").parent
+    summary = read_data(report / "data" / "summary.js")
+    assert [(it["episodes"], it["groups"]) for it in summary["iterations"]] == [(16, 4), (16, 4)]
+    assert summary["evals"][0]["episodes"] == 8 and len(summary["metrics"]) == 2
+    shown = read_data(report / "data" / "iter-000002.js")
+    assert any(s["link"] is not None for e in shown for s in e["steps"])  # repeated states are linked
