@@ -81,7 +81,7 @@
     ["Loss", [["train/loss", 1]]],
     ["Invalid / truncated (%)", [["train/invalid_rate", 100], ["train/truncated_rate", 100]], [0, 100]],
     ["Time per iteration (s)", [["time/rollout", 1], ["time/credit", 1], ["time/logprobs", 1],
-                                ["time/update", 1], ["time/weight_sync", 1]]],
+                                ["time/update", 1], ["time/weight_sync", 1]], [0, null]],
   ];
   const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c"];
 
@@ -109,14 +109,16 @@
     if (!series.length) return null;
     const W = 320, H = 150, L = 44, R = 8, T = 8, B = 22;
     const xs = series.flatMap(([, p]) => p.map((q) => q[0])), ys = series.flatMap(([, p]) => p.map((q) => q[1]));
-    let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), ...(range || [Math.min(...ys), Math.max(...ys)])];
+    // range: fixed [low, high] of the y axis; null in it = from the data
+    let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), range?.[0] ?? Math.min(...ys), range?.[1] ?? Math.max(...ys)];
     if (x0 === x1) { x0 -= 1; x1 += 1; }
     if (y0 === y1) { y0 -= 1; y1 += 1; }
     const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R), sy = (y) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
     const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title });
     svg.append(svgEl("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }),
                svgEl("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
-    const tick = (y) => fmt(y, Math.abs(y) >= 100 ? 0 : Math.abs(y) >= 1 ? 1 : 3);
+    const tick = (y) => (y === 0 ? "0" : Math.abs(y) >= 0.01 ? fmt(y, Math.abs(y) >= 100 ? 0 : Math.abs(y) >= 1 ? 1 : 3)
+      : y.toExponential(1));  // a KL or a log-prob gap of 1e-8 reads as such, not as 0.000
     for (const [y, at] of [[y0, H - B], [y1, T + 8]]) svg.append(svgText(L - 4, at, tick(y), "end"));
     svg.append(svgText(L, H - 6, String(x0), "start"), svgText(W - R, H - 6, String(x1), "end"),
                svgText((L + W - R) / 2, H - 6, "iteration", "middle"));
