@@ -127,6 +127,10 @@ def run_job(job: Job) -> str:
             trainer.save()
             history.append(row)
             turns += int(row["train/turns"])
+        if not job.result_path(budget).exists() and history and turns - int(history[-1]["train/turns"]) >= budget:
+            # the run resumed past this budget without a result there: evaluating now would mislabel the model
+            raise ValueError(f"{job.run_dir} has trained {turns} env steps but has no result at {budget}: the budget "
+                             "checkpoints changed since it ran; rerun with its --budget/--checkpoints or a new --out")
         if job.result_path(budget).exists():
             done_at = json.loads(job.result_path(budget).read_text())["turns"]
             continue

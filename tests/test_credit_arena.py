@@ -75,3 +75,8 @@ def test_quick_arena_end_to_end_and_resume(tmp_path):
     arena.main(["--quick", "--out", str(out)])  # everything is there: nothing is trained or evaluated again
     assert json.loads(written.read_text()) == before
     assert "| grpo |" in (out / "report" / "table.md").read_text()
+    # a longer budget on the same spacing extends the runs; a budget the runs have trained past is refused
+    arena.main(["--quick", "--out", str(out), "--methods", "grpo", "--budget", "80", "--checkpoints", "2"])
+    assert json.loads(written.read_text()) == before
+    with pytest.raises(ValueError, match="budget checkpoints changed"):
+        arena.main(["--quick", "--out", str(out), "--methods", "grpo", "--budget", "30"])
