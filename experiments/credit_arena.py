@@ -1,7 +1,7 @@
 """Credit arena: every credit-assignment method from one SFT start, the same env-step budget, many seeds.
 
     python experiments/credit_arena.py --out runs/arena                                  # all methods, seeds 0-4
-    python experiments/credit_arena.py --out runs/arena --methods grpo gigpo hgpo --budget 6000 --workers 2
+    python experiments/credit_arena.py --out runs/arena --methods grpo gigpo --budget 4800 --checkpoints 6 --workers 2
     python experiments/credit_arena.py --out runs/arena --report-only                    # tables + plots only
     python experiments/credit_arena.py --quick --out /tmp/arena                          # the CI smoke run
 
@@ -312,8 +312,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=ARENA_CONFIG)
     parser.add_argument("--methods", nargs="+", help="default: every registered method (--quick: grpo gigpo)")
     parser.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 3 4 (--quick: 0)")
-    parser.add_argument("--budget", type=int, help="agent-env steps per run (default 4000; --quick: 16)")
-    parser.add_argument("--checkpoints", type=int, help="evaluations along the budget (default 4; --quick: 1)")
+    parser.add_argument("--budget", type=int, help="agent-env steps per run (default 2400, the committed table's; --quick: 16)")
+    parser.add_argument("--checkpoints", type=int, help="evaluations along the budget (default 3; --quick: 1)")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process and one thread each")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every run, key.sub=value")
     parser.add_argument("--quick", action="store_true", help="a smoke run for CI: tiny budget and model")
@@ -326,7 +326,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown method(s) {unknown}; registered: {sorted(known)}")
     args.seeds = args.seeds or ([0] if quick else [0, 1, 2, 3, 4])
-    args.budgets = budget_checkpoints(args.budget or (16 if quick else 4000), args.checkpoints or (1 if quick else 4))
+    args.budgets = budget_checkpoints(args.budget or (16 if quick else 2400), args.checkpoints or (1 if quick else 3))
     args.report = args.report or (args.out / "report" if quick else REPO / "experiments" / "results" / "credit_arena")
     args.set = [*(QUICK_SET if quick else []), *args.set]
     if args.workers < 1:

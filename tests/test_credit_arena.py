@@ -7,9 +7,9 @@ import json
 import math
 
 import pytest
+from experiment_scripts import load_experiment
 
 from agent_rl.credit.diagnostics import DIAGNOSTICS
-from experiment_scripts import load_experiment
 
 arena = load_experiment("credit_arena")
 

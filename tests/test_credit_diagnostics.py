@@ -36,23 +36,23 @@ REPEATS_NO_CONTRAST = batch([(0, 0.0, "aa"), (1, 1.0, "a"), (1, 1.0, "b")])
 
 @pytest.mark.parametrize(("rows", "advantages", "expected"), [
     # a success and a failure sharing their first state: GRPO-like ±1
-    (ONE_CONTRAST, [1, 1, -1, -1], dict(
-        zero_advantage_fraction=0.0, step_group_size=4 / 3, shared_state_fraction=0.5,
-        cross_trajectory_state_fraction=0.5, advantage_variance=1.0, episode_variance=1.0, step_variance=0.0,
-        step_variance_share=0.0, equal_outcome_group_fraction=0.0, contrasting_groups=1, effective_groups=1.0)),
+    (ONE_CONTRAST, [1, 1, -1, -1], {
+        "zero_advantage_fraction": 0.0, "step_group_size": 4 / 3, "shared_state_fraction": 0.5,
+        "cross_trajectory_state_fraction": 0.5, "advantage_variance": 1.0, "episode_variance": 1.0, "step_variance": 0.0,
+        "step_variance_share": 0.0, "equal_outcome_group_fraction": 0.0, "contrasting_groups": 1, "effective_groups": 1.0}),
     # one trajectory repeats a state (GiGPO groups it with itself); the other group has equal outcomes.
     # Anchor "a" of group 1 is not group 0's "a": buckets stay inside a group.
-    (REPEATS_NO_CONTRAST, [0.5, -0.5, 0, 0], dict(
-        zero_advantage_fraction=0.5, step_group_size=4 / 3, shared_state_fraction=0.5,
-        cross_trajectory_state_fraction=0.0, advantage_variance=0.125, episode_variance=0.0, step_variance=0.125,
-        step_variance_share=1.0, equal_outcome_group_fraction=1.0, contrasting_groups=0, effective_groups=1.0)),
+    (REPEATS_NO_CONTRAST, [0.5, -0.5, 0, 0], {
+        "zero_advantage_fraction": 0.5, "step_group_size": 4 / 3, "shared_state_fraction": 0.5,
+        "cross_trajectory_state_fraction": 0.0, "advantage_variance": 0.125, "episode_variance": 0.0, "step_variance": 0.125,
+        "step_variance_share": 1.0, "equal_outcome_group_fraction": 1.0, "contrasting_groups": 0, "effective_groups": 1.0}),
     # mixed: trajectory means 0.5 and -1 around the row mean -0.25; within-trajectory variance 0.25 on 2 of 3 rows
     # group masses 1 and 2: Kish (1 + 2)² / (1² + 2²) = 1.8
-    (dataclasses.replace(ONE_CONTRAST, group=np.array([0, 0, 1, 1])), [1, 0, -1, -1], dict(
-        zero_advantage_fraction=0.25, step_group_size=1.0, shared_state_fraction=0.0,
-        cross_trajectory_state_fraction=0.0, advantage_variance=0.6875, episode_variance=0.5625,
-        step_variance=0.125, step_variance_share=0.125 / 0.6875, equal_outcome_group_fraction=1.0,
-        contrasting_groups=0, effective_groups=1.8)),
+    (dataclasses.replace(ONE_CONTRAST, group=np.array([0, 0, 1, 1])), [1, 0, -1, -1], {
+        "zero_advantage_fraction": 0.25, "step_group_size": 1.0, "shared_state_fraction": 0.0,
+        "cross_trajectory_state_fraction": 0.0, "advantage_variance": 0.6875, "episode_variance": 0.5625,
+        "step_variance": 0.125, "step_variance_share": 0.125 / 0.6875, "equal_outcome_group_fraction": 1.0,
+        "contrasting_groups": 0, "effective_groups": 1.8}),
 ])
 def test_diagnostics_by_hand(rows, advantages, expected):
     got = credit_diagnostics(rows, np.array(advantages, dtype=float))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from agent_rl.envs.keydoor.env import NOT_ADMISSIBLE, KeyDoorEnv
 from agent_rl.envs.keydoor.layouts import Layout, split_layouts
 from agent_rl.envs.keydoor.world import admissible, apply, describe, expert_plan, start_state
+
 from agent_rl.registry import make
 
 # hall (green key) | kitchen, closet to the north (red key) | red door | study (blue key) | blue door | vault
