@@ -245,17 +245,20 @@ def protocol_lines(config: TrainConfig, args: argparse.Namespace, start_success:
 
 def write_report(report: Path, results: list[dict[str, Any]], protocol: list[str]) -> list[Summary]:
     summaries = summarise(results)
-    final = max((s.budget for s in summaries), default=0)
-    header = ["method", "held-out success %", "Δ vs GRPO (points)", "seeds", "s / 1k steps", "zero A",
+    # each method at its longest budget that all its seeds reached: an arena extended for some methods (or
+    # cut short in the middle of an extension) keeps every method's row
+    seeds = {s.method: max(t.success.n for t in summaries if t.method == s.method) for s in summaries}
+    final = {s.method: s.budget for s in sorted(summaries, key=lambda s: s.budget) if s.success.n == seeds[s.method]}
+    header = ["method", "held-out success %", "Δ vs GRPO (points)", "seeds", "env steps", "s / 1k steps", "zero A",
               "step group size", "cross-traj. states", "step var. share", "equal-outcome groups", "effective groups"]
-    last = sorted((s for s in summaries if s.budget == final), key=lambda s: -s.success.mean)
+    last = sorted((s for s in summaries if s.budget == final[s.method]), key=lambda s: (-s.budget, -s.success.mean))
     lines = ["# Credit arena", "", "Protocol:", *[f"- {p}" for p in protocol], "",
-             f"## At the final budget ({final} env steps)", "",
+             "## At each method's final budget", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in last:
         d = s.diagnostics
         lines.append("| " + " | ".join([
-            s.method, percent(s.success), percent(s.vs_baseline, signed=True), str(s.success.n),
+            s.method, percent(s.success), percent(s.vs_baseline, signed=True), str(s.success.n), str(s.budget),
             f"{s.seconds_per_kstep:.0f}", f"{d['zero_advantage_fraction']:.2f}", f"{d['step_group_size']:.2f}",
             f"{d['cross_trajectory_state_fraction']:.2f}", f"{d['step_variance_share']:.2f}",
             f"{d['equal_outcome_group_fraction']:.2f}", f"{d['effective_groups']:.1f}"]) + " |")

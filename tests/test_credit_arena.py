@@ -44,10 +44,18 @@ def test_paired_comparison_skips_seeds_grpo_did_not_run():
 def test_report_table_rows_cells(tmp_path):
     arena.write_report(tmp_path, HAND, ["hand-made case"])
     table = (tmp_path / "table.md").read_text()
-    assert "| gigpo | 75.0 [50.0, 100.0] | +37.5 [+25.0, +50.0] | 2 | 10 | 0.30 |" in table
+    assert "| gigpo | 75.0 [50.0, 100.0] | +37.5 [+25.0, +50.0] | 2 | 100 | 10 | 0.30 |" in table
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert len(rows) == 4 and {r["method"] for r in rows} == {"grpo", "gigpo"}
     assert (tmp_path / "learning_curves.png").stat().st_size > 0 and (tmp_path / "diagnostics.png").exists()
+
+
+def test_report_rows_at_each_methods_longest_budget_all_seeds_reached(tmp_path):
+    extended = [*HAND, result("grpo", 0, 200, 0.5), result("grpo", 1, 200, 0.75), result("gigpo", 0, 200, 1.0)]
+    arena.write_report(tmp_path, extended, ["hand-made case"])
+    final = (tmp_path / "table.md").read_text().split("## Every checkpoint")[0]
+    assert "| grpo | 62.5 [50.0, 75.0] | – | 2 | 200 |" in final  # extended on both seeds
+    assert "| gigpo | 75.0 [50.0, 100.0] | +37.5 [+25.0, +50.0] | 2 | 100 |" in final  # seed 1 stopped at 100
 
 
 @pytest.mark.parametrize(("budget", "checkpoints", "expected"), [(1000, 4, (250, 500, 750, 1000)), (10, 3, (3, 7, 10))])
