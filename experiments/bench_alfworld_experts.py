@@ -2,7 +2,7 @@
 
     python experiments/bench_alfworld_experts.py --path <json_2.1.1> --splits valid_seen valid_unseen \
         --out experiments/results/alfworld_experts/episodes.jsonl
-    python experiments/bench_alfworld_experts.py --summarize experiments/results/alfworld_experts/episodes.jsonl
+    python experiments/bench_alfworld_experts.py --summarize experiments/results/alfworld_experts/*.jsonl
 
 Every game is played by the planner (`expert_mode=planner`), then by the exploring expert
 (`expert_mode=explore`), each following its own `info["expert_action"]` for at most `--turns` turns.
@@ -61,10 +61,11 @@ def run(path: str, splits: list[str], out: Path, turns: int, limit: int | None) 
             env.close()
 
 
-def summarize(out: Path) -> str:
-    """The Markdown table: per split and task type, each mode's wins / N, mean turns, seconds a step."""
+def summarize(*outs: Path) -> str:
+    """The Markdown table of one or more runs' records: per split and task type, each mode's wins / N, mean
+    turns, seconds a step."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for record in read_jsonl(out):
+    for record in (record for out in outs for record in read_jsonl(out)):
         for task_type in (record["task_type"], "all"):
             groups[(record["split"], task_type, record["mode"])].append(record)
     lines = ["| split | task type | planner won | explorer won | planner turns | explorer turns | "
@@ -99,10 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/alfworld_experts/episodes.jsonl"))
     parser.add_argument("--turns", type=int, default=DEFAULT_MAX_STEPS, help="turn limit (the papers' 50)")
     parser.add_argument("--limit", type=int, default=None, help="play only the first N games of each split")
-    parser.add_argument("--summarize", type=Path, metavar="JSONL", help="only print the table of a finished run")
+    parser.add_argument("--summarize", type=Path, nargs="+", metavar="JSONL",
+                        help="only print the table of finished runs (one split each, or several)")
     args = parser.parse_args(argv)
     if args.summarize:
-        print(summarize(args.summarize))
+        print(summarize(*args.summarize))
         return
     if not args.path:
         parser.error("--path <json_2.1.1 folder> is needed to play the games (or --summarize <jsonl>)")

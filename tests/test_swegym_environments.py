@@ -1,0 +1,84 @@
+"""Per-instance Python environments for SWE-bench rows (setup="swebench"): swebench's specs, the shared venv
+per repo + version and the workspace layer, on a built-in repo (runs anywhere pip reaches the registry) and on
+real SWE-bench rows when their clones are given ($AGENT_RL_SWE_REPOS: a folder of <owner>__<name> clones)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("swebench", reason="grading needs swebench: pip install 'agent-rl[swe]'")
+
+from agent_rl.envs.swegym.dataset import SWEInstance
+from agent_rl.envs.swegym.env import SWEGymEnv, evaluate_patch
+from agent_rl.envs.swegym.environments import MARKER, build_info, env_key, instance_spec, spec_test_command
+from agent_rl.envs.swegym.grading import DEFAULT_TEST_CMD
+
+SHARED_ROWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "swebench" / "sweagent_swe-bench-dev-easy.json"
+REPOS = os.environ.get("AGENT_RL_SWE_REPOS")
+
+
+def row(repo: str, version: str) -> SWEInstance:
+    return SWEInstance("x__y-1", repo, "0" * 40, "", "", "", (), (), {"version": version})
+
+
+@pytest.mark.parametrize(
+    ("repo", "version", "install", "test_cmd"),
+    [("pydicom/pydicom", "2.2", "python -m pip install -e .", "python -m pytest -rA"),
+     ("sqlfluff/sqlfluff", "0.8", "python -m pip install -e .", "python -m pytest -rA"),
+     ("agent-rl-demo/minicsv", "0.1", "python -m pip install -e .", "python -m pytest -rA")],
+)
+def test_specs_are_swebenchs_and_their_pytest_runs_in_the_instance_env(repo, version, install, test_cmd) -> None:
+    spec = instance_spec(row(repo, version))
+    assert spec["install"] == install and spec_test_command(spec) == test_cmd
+    if repo == "sqlfluff/sqlfluff":
+        assert spec["packages"] == "requirements.txt"  # the repo's requirements_dev.txt, as swebench reads it
+    with pytest.raises(ValueError, match="no spec for pydicom/pydicom version '9.9'"):
+        instance_spec(row("pydicom/pydicom", "9.9"))
+
+
+def test_setup_is_checked() -> None:
+    with pytest.raises(ValueError, match="setup must be one of"):
+        SWEGymEnv(setup="conda")
+    with pytest.raises(ValueError, match="builds virtual environments for backend='local'"):
+        SWEGymEnv(setup="swebench", backend="docker")
+    assert SWEGymEnv().instance_test_cmd(SWEGymEnv().instances[0]) == DEFAULT_TEST_CMD
+
+
+@pytest.mark.slow
+def test_a_builtin_repo_gets_its_own_cached_env_with_the_checkout_installed_editable(tmp_path: Path) -> None:
+    env = SWEGymEnv(setup="swebench", envs_dir=str(tmp_path / "envs"))
+    instance = next(i for i in env.instances if i.repo == "agent-rl-demo/minicsv")
+    workspace = env.backend.start(instance)
+    try:
+        probe = workspace.run(["bash", "-c", "python -c 'import minicsv, sys; print(minicsv.__file__); print(sys.prefix)'"
+                               " && python -m pip list --editable"])
+    finally:
+        workspace.close()
+    module, prefix = probe.output.splitlines()[:2]
+    assert module == f"{workspace.repo_path}/minicsv/__init__.py", probe.output  # the workspace's own checkout
+    assert prefix.startswith(str(Path(workspace.repo_path).parent)) and "minicsv" in probe.output
+    venv = env.environments.root / env_key(instance, env.environments.spec(instance))
+    assert build_info(venv)["repo"] == "agent-rl-demo/minicsv" and not list(venv.parent.glob(".*.tmp"))
+    stamp = (venv / MARKER).stat().st_mtime_ns
+    assert env.environments.ensure(instance) == venv and (venv / MARKER).stat().st_mtime_ns == stamp  # reused
+    command = env.instance_test_cmd(instance)
+    assert evaluate_patch(env.backend, instance, instance.patch, command).status == "RESOLVED_FULL"
+    empty = evaluate_patch(env.backend, instance, "", command)
+    assert empty.status == "RESOLVED_NO" and empty.report["FAIL_TO_PASS"]["failure"]  # the tests ran, and failed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REPOS or not SHARED_ROWS.is_file(),
+                    reason="set AGENT_RL_SWE_REPOS=<folder of pydicom__pydicom, pylint-dev__astroid, "
+                           "sqlfluff__sqlfluff clones> (and have ../shared/data/swebench) to grade real rows")
+@pytest.mark.parametrize("instance_id", ["pydicom__pydicom-1458", "pydicom__pydicom-1194", "sqlfluff__sqlfluff-2386"])
+def test_real_swebench_rows_gold_resolves_empty_does_not(instance_id: str) -> None:
+    env = SWEGymEnv(path=str(SHARED_ROWS), repos_dir=REPOS, setup="swebench", envs_dir=os.environ.get(
+        "AGENT_RL_SWE_ENVS"), grade_timeout_s=1800, timeout_s=1800, memory_mb=8192)
+    instance = next(i for i in env.instances if i.instance_id == instance_id)
+    command = env.instance_test_cmd(instance)
+    assert evaluate_patch(env.backend, instance, instance.patch, command).status == "RESOLVED_FULL"
+    assert evaluate_patch(env.backend, instance, "", command).status != "RESOLVED_FULL"
