@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agent_rl.envs.alfworld.engine import TASK_TYPES
 from agent_rl.envs.alfworld.env import DEFAULT_MAX_STEPS, AlfWorldJsonEnv
+
 from agent_rl.io import append_jsonl, read_jsonl
 
 MODES = ("planner", "explore")
@@ -42,12 +43,12 @@ def play(env: AlfWorldJsonEnv, index: int, turns: int) -> dict:
     return {"won": bool(info["won"]), "turns": steps, "reset_s": reset_s, "step_s": step_s, "replans": replans}
 
 
-def run(path: str, splits: list[str], out: Path, turns: int, limit: int | None) -> None:
+def run(path: str, splits: list[str], out: Path, turns: int, limit: int | None, modes: tuple[str, ...] = MODES) -> None:
     done = {(r["split"], r["task_id"], r["mode"]) for r in read_jsonl(out)} if out.exists() else set()
     for split in splits:
         envs = {mode: AlfWorldJsonEnv(path=path, split=split, expert=True, expert_mode=mode, max_steps=turns)
-                for mode in MODES}
-        tasks = envs["planner"].tasks[:limit]
+                for mode in modes}
+        tasks = envs[modes[0]].tasks[:limit]
         for index, task in enumerate(tasks):
             for mode, env in envs.items():
                 if (split, task.task_id, mode) in done:
@@ -61,35 +62,54 @@ def run(path: str, splits: list[str], out: Path, turns: int, limit: int | None) 
             env.close()
 
 
-def summarize(*outs: Path) -> str:
-    """The Markdown table of one or more runs' records: per split and task type, each mode's wins / N, mean
-    turns, seconds a step."""
+def summarize(*outs: Path, turns: int = DEFAULT_MAX_STEPS) -> str:
+    """The Markdown table of one or more runs' records, per split and task type: each expert's wins within
+    `turns` over every game it played; turns and cost over the games both played (the same games, same run):
+    mean turns, milliseconds a step (the explorer's on-demand replanning included) and their ratio, and
+    seconds an episode, reset (its plan) included."""
+    records = [record for out in outs for record in read_jsonl(out)]
+    played: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record in records:
+        played[(record["split"], record["task_id"])].add(record["mode"])
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for record in (record for out in outs for record in read_jsonl(out)):
+    for record in records:
         for task_type in (record["task_type"], "all"):
             groups[(record["split"], task_type, record["mode"])].append(record)
-    lines = ["| split | task type | planner won | explorer won | planner turns | explorer turns | "
-             "planner s/step | explorer s/step | explorer replans/episode | reset s (planner / explorer) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def wins(rows: list[dict]) -> str:
+        return f"{sum(r['won'] and r['turns'] <= turns for r in rows)}/{len(rows)}"
+
+    def paired(rows: list[dict]) -> list[dict]:
+        return [r for r in rows if played[(r["split"], r["task_id"])] >= set(MODES)]
+
+    def mean(rows: list[dict], key: str) -> float:
+        return sum(r[key] for r in rows) / len(rows)
+
+    def ms_per_step(rows: list[dict]) -> float:
+        return 1000 * sum(r["step_s"] for r in rows) / sum(r["turns"] for r in rows)
+
+    def episode_s(rows: list[dict]) -> float:
+        return sum(r["reset_s"] + r["step_s"] for r in rows) / len(rows)
+
+    lines = [(f"| split | task type | planner won (<= {turns} turns) | explorer won | games both played | "
+             "planner turns | explorer turns (max) | planner ms/step | explorer ms/step | ratio | "
+             "s/episode incl. reset (planner / explorer) | explorer replans/episode |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for split in sorted({key[0] for key in groups}):
         for task_type in (*TASK_TYPES, "all"):
-            planner, explorer = groups.get((split, task_type, "planner")), groups.get((split, task_type, "explore"))
-            if not planner or not explorer:
+            planner, explorer = groups.get((split, task_type, "planner"), []), groups.get((split, task_type, "explore"), [])
+            both_p, both_e = paired(planner), paired(explorer)
+            if not planner and not explorer:
                 continue
-
-            def rate(rows: list[dict]) -> str:
-                return f"{sum(r['won'] for r in rows)}/{len(rows)}"
-
-            def mean(rows: list[dict], key: str) -> float:
-                return sum(r[key] for r in rows) / len(rows)
-
-            def per_step(rows: list[dict]) -> float:
-                return sum(r["step_s"] for r in rows) / sum(r["turns"] for r in rows)
-
-            lines.append(f"| {split} | {task_type} | {rate(planner)} | {rate(explorer)} | {mean(planner, 'turns'):.1f} | "
-                         f"{mean(explorer, 'turns'):.1f} (max {max(r['turns'] for r in explorer)}) | "
-                         f"{per_step(planner):.3f} | {per_step(explorer):.3f} | {mean(explorer, 'replans'):.1f} | "
-                         f"{mean(planner, 'reset_s'):.2f} / {mean(explorer, 'reset_s'):.2f} |")
+            row = f"| {split} | {task_type} | {wins(planner)} | {wins(explorer)} | {len(both_e)} |"
+            if both_e:
+                ratio = ms_per_step(both_e) / ms_per_step(both_p)
+                row += (f" {mean(both_p, 'turns'):.1f} | {mean(both_e, 'turns'):.1f} ({max(r['turns'] for r in both_e)}) |"
+                        f" {ms_per_step(both_p):.0f} | {ms_per_step(both_e):.0f} | {ratio:.2f} |"
+                        f" {episode_s(both_p):.1f} / {episode_s(both_e):.1f} | {mean(both_e, 'replans'):.1f} |")
+            else:
+                row += " - | - | - | - | - | - | - |"
+            lines.append(row)
     return "\n".join(lines)
 
 
@@ -99,17 +119,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--splits", nargs="+", default=["valid_seen", "valid_unseen"])
     parser.add_argument("--out", type=Path, default=Path("experiments/results/alfworld_experts/episodes.jsonl"))
     parser.add_argument("--turns", type=int, default=DEFAULT_MAX_STEPS, help="turn limit (the papers' 50)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="the experts to play (both by default; the table compares them on the games both played)")
     parser.add_argument("--limit", type=int, default=None, help="play only the first N games of each split")
     parser.add_argument("--summarize", type=Path, nargs="+", metavar="JSONL",
                         help="only print the table of finished runs (one split each, or several)")
     args = parser.parse_args(argv)
     if args.summarize:
-        print(summarize(*args.summarize))
+        print(summarize(*args.summarize, turns=args.turns))
         return
     if not args.path:
         parser.error("--path <json_2.1.1 folder> is needed to play the games (or --summarize <jsonl>)")
-    run(args.path, args.splits, args.out, args.turns, args.limit)
-    print(summarize(args.out))
+    run(args.path, args.splits, args.out, args.turns, args.limit, tuple(args.modes))
+    print(summarize(args.out, turns=args.turns))
 
 
 if __name__ == "__main__":

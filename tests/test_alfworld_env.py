@@ -14,15 +14,23 @@ pytest.importorskip("fast_downward", reason="the ALFWorld tests need textworld[p
 
 from agent_rl.envs.alfworld.engine import TASK_TYPES
 from agent_rl.envs.alfworld.env import AlfWorldEnv, AlfWorldGeneratedEnv, AlfWorldJsonEnv
-from agent_rl.envs.alfworld.explorer import ENTITY, NAVIGATION_PREFIXES, ExplorationState, ExploringExpert, exploring_action
-from agent_rl.envs.alfworld.priors import search_key
+from agent_rl.envs.alfworld.explorer import (
+    ENTITY,
+    NAVIGATION_PREFIXES,
+    ExplorationState,
+    ExploringExpert,
+    exploring_action,
+)
 from agent_rl.envs.alfworld.games import folder_tasks, official_tasks
 from agent_rl.envs.alfworld.generate import GameJob, build_game, game_dir
+from agent_rl.envs.alfworld.priors import search_key
 from agent_rl.envs.alfworld.suites import SEEN_FLOOR_PLANS, SUITES, Suite, suite_tasks
+from experiment_scripts import load_experiment
 
 from agent_rl.config import load_config
 from agent_rl.eval.harness import evaluate
 from agent_rl.eval.tables import EvalProtocol
+from agent_rl.io import append_jsonl
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.registry import make, registered_ids
 from agent_rl.rollout.memory import HistoryMemory
@@ -325,3 +333,19 @@ def test_configs_load(name: str) -> None:
         assert config.model.path == "Qwen/Qwen2.5-1.5B-Instruct" and config.env.max_turns == 50
         assert (config.rollout.group_size, config.rollout.tasks_per_iteration, config.env.history_window) == (8, 16, 2)
         assert config.optim.lr == 1e-6 and config.ppo.kl_coef == 0.01 and config.algo.params["gamma"] == 0.95
+
+
+def test_the_experts_table_compares_cost_only_on_games_both_played(tmp_path: Path) -> None:
+    bench = load_experiment("bench_alfworld_experts")
+
+    def record(task: str, mode: str, won: bool, turns: int, step_s: float) -> dict:
+        return {"split": "valid_seen", "task_id": task, "task_type": "pick_and_place_simple", "mode": mode,
+                "won": won, "turns": turns, "reset_s": 1.0, "step_s": step_s, "replans": 0 if mode == "explore" else None}
+
+    out = tmp_path / "episodes.jsonl"
+    append_jsonl(out, [record("a", "planner", True, 4, 0.4), record("a", "explore", True, 8, 1.6),
+                       record("b", "explore", True, 60, 6.0)])  # b: explorer only, and over the turn limit
+    row = next(line for line in bench.summarize(out, turns=50).splitlines() if "| all |" in line)
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[2:5] == ["1/1", "1/2", "1"]  # wins count the limit; one game played by both
+    assert cells[5:10] == ["4.0", "8.0 (8)", "100", "200", "2.00"]  # turns and ms/step on game a alone
