@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from agent_rl.envs.swegym.env import SWEGymEnv, evaluate_patch
-from agent_rl.envs.swegym.environments import MARKER, build_info, env_key
+from agent_rl.envs.swegym.environments import MARKER, build_info
+
 from agent_rl.io import append_jsonl, read_jsonl
 
 
@@ -31,29 +32,29 @@ def failures(report: dict) -> list[str]:
 def grade_row(env: SWEGymEnv, index: int) -> dict:
     instance = env.instances[index]
     assert env.environments is not None
-    spec = env.environments.spec(instance)
-    venv = env.environments.root / env_key(instance, spec)
+    venv = env.environments.path(instance)
     record = {"instance_id": instance.instance_id, "repo": instance.repo, "version": instance.extra.get("version"),
               "fail_to_pass": len(instance.fail_to_pass), "pass_to_pass": len(instance.pass_to_pass)}
     reused = (venv / MARKER).is_file()
     start = time.perf_counter()
     try:
         env.environments.ensure(instance)
-    except Exception as err:  # reported, not hidden: the row did not work, and why
+    except Exception as err:  # noqa: BLE001 - reported, not hidden: the row did not work, and why
         return {**record, "setup_s": round(time.perf_counter() - start, 1), "error": f"set-up: {err}"[:2000]}
     info = build_info(venv)
     record.update(setup_s=round(time.perf_counter() - start, 1), env_reused=reused, env_build_s=info["build_s"],
-                  python=info["python"], python_asked=info["python_asked"])
+                  python=info["python"], python_asked=info["python_asked"],
+                  requirements_not_served=info.get("requirements_not_served", []))
     command = env.instance_test_cmd(instance)
     for name, patch in (("gold", instance.patch), ("empty", "")):
         start = time.perf_counter()
         try:
             grade = evaluate_patch(env.backend, instance, patch, command, timeout_s=env.grade_timeout_s)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - the grade that could not be made is reported
             record[f"{name}_error"] = str(err)[:2000]
             continue
         record.update({f"{name}_s": round(time.perf_counter() - start, 1), f"{name}_status": grade.status,
-                       f"{name}_wrong": failures(grade.report)[:20]})
+                       f"{name}_wrong_n": len(failures(grade.report)), f"{name}_wrong": failures(grade.report)[:20]})
     return record
 
 
@@ -76,13 +77,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repos-dir", required=True, help="clones of the rows' repos as <owner>__<name>")
     parser.add_argument("--envs-dir", default=None, help="where the environments go (default <cache>/swe-envs)")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/swebench_rows/rows.jsonl"))
+    parser.add_argument("--instances", nargs="+", default=None, help="grade only these instance ids")
     parser.add_argument("--grade-timeout", type=float, default=1800.0, help="seconds the grading tests may run")
     args = parser.parse_args(argv)
     env = SWEGymEnv(path=args.rows, repos_dir=args.repos_dir, setup="swebench", envs_dir=args.envs_dir,
                     grade_timeout_s=args.grade_timeout, timeout_s=args.grade_timeout, memory_mb=8192)
     done = {r["instance_id"] for r in read_jsonl(args.out)} if args.out.exists() else set()
     for index, instance in enumerate(env.instances):
-        if instance.instance_id not in done:
+        if instance.instance_id not in done and (args.instances is None or instance.instance_id in args.instances):
             record = grade_row(env, index)
             append_jsonl(args.out, [record])
             print(record, flush=True)

@@ -102,14 +102,16 @@ class LocalBackend:
     def start(self, instance: SWEInstance) -> LocalWorkspace:
         source = repo_dir(self.repos_dir, instance.repo)
         shared = self.environments.ensure(instance) if self.environments else None
-        sandbox = Sandbox(self.limits, readable=self.readable)
+        # the shared environment's interpreter may be another install than ours (the Python its spec names)
+        readable = self.readable + (interpreter_prefixes(str(shared / "bin" / "python")) if shared else ())
+        sandbox = Sandbox(self.limits, readable=readable)
         try:
             checkout(source, instance.base_commit, sandbox.workspace / REPO)
             bin_dir = os.path.dirname(self.python)
             if shared is not None:
                 from agent_rl.envs.swegym.environments import LAYER_INSTALL, make_layer
 
-                bin_dir = str(make_layer(sandbox.workspace, shared, self.python))
+                bin_dir = str(make_layer(sandbox.workspace, shared))
             sandbox.populate()
             workspace = LocalWorkspace(sandbox, bin_dir)
             if shared is not None:  # the repo's setup code runs in the sandbox, like every command
