@@ -117,7 +117,9 @@ def test_a_builtin_repo_gets_its_own_cached_env_with_the_checkout_installed_edit
 @pytest.mark.skipif(not REPOS or not SHARED_ROWS.is_file(),
                     reason="set AGENT_RL_SWE_REPOS=<folder of pydicom__pydicom, pylint-dev__astroid, "
                            "sqlfluff__sqlfluff clones> (and have ../shared/data/swebench) to grade real rows")
-@pytest.mark.parametrize("instance_id", ["pydicom__pydicom-1458", "pydicom__pydicom-1194", "sqlfluff__sqlfluff-2386"])
+# the rows proven in experiments/README.md; pydicom__pydicom-1458 is not one: 44 of its PASS_TO_PASS ids name
+# paths of the machine the row was made on, so they never match a run elsewhere
+@pytest.mark.parametrize("instance_id", ["pylint-dev__astroid-1268", "pydicom__pydicom-1194", "sqlfluff__sqlfluff-2386"])
 def test_real_swebench_rows_gold_resolves_empty_does_not(instance_id: str) -> None:
     env = SWEGymEnv(path=str(SHARED_ROWS), repos_dir=REPOS, setup="swebench", envs_dir=os.environ.get(
         "AGENT_RL_SWE_ENVS"), grade_timeout_s=1800, timeout_s=1800, memory_mb=8192)
