@@ -14,20 +14,30 @@ pytest.importorskip("fast_downward", reason="the ALFWorld tests need textworld[p
 
 from agent_rl.envs.alfworld.engine import TASK_TYPES
 from agent_rl.envs.alfworld.env import AlfWorldEnv, AlfWorldGeneratedEnv, AlfWorldJsonEnv
-from agent_rl.envs.alfworld.explorer import ENTITY, NAVIGATION_PREFIXES, ExplorationState, exploring_action
+from agent_rl.envs.alfworld.explorer import (
+    ENTITY,
+    NAVIGATION_PREFIXES,
+    ExplorationState,
+    ExploringExpert,
+    exploring_action,
+)
 from agent_rl.envs.alfworld.games import folder_tasks, official_tasks
 from agent_rl.envs.alfworld.generate import GameJob, build_game, game_dir
+from agent_rl.envs.alfworld.priors import search_key
 from agent_rl.envs.alfworld.suites import SEEN_FLOOR_PLANS, SUITES, Suite, suite_tasks
+from experiment_scripts import load_experiment
 
 from agent_rl.config import load_config
 from agent_rl.eval.harness import evaluate
 from agent_rl.eval.tables import EvalProtocol
+from agent_rl.io import append_jsonl
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.registry import make, registered_ids
 from agent_rl.rollout.memory import HistoryMemory
 
 SHARED_DATA = Path(os.environ.get("AGENT_RL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 OFFICIAL = SHARED_DATA / "alfworld" / "json_2.1.1"
+needs_samples = pytest.mark.skipif(not OFFICIAL.is_dir(), reason=f"official ALFWorld samples not found at {OFFICIAL}")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # One game of each task type (game i has type TASK_TYPES[i % 6]) in small rooms, so the file stays fast.
 TINY = Suite(name="tiny", sizes={"train": 6, "test": 1, "test_unseen": 1}, params=SUITES["demo"].params)
@@ -100,18 +110,66 @@ def test_the_exploring_expert_wins_every_type_and_acts_only_on_what_it_has_seen(
         assert len(actions) >= len(planner_observations) - 1, (task_type, actions)
 
 
-def test_exploring_action_searches_in_order_opens_closed_receptacles_then_follows_the_plan() -> None:
+def test_exploring_action_searches_likely_receptacles_first_opens_closed_ones_then_follows_the_plan() -> None:
     plan = ["go to toilet 1", "take soapbottle 1 from toilet 1", "go to shelf 1", "move soapbottle 1 to shelf 1"]
-    admissible = ["go to toilet 1", "go to cabinet 2", "go to cabinet 1", "look"]
+    admissible = ["go to cabinet 1", "go to cabinet 2", "go to drawer 1", "go to toilet 1", "look"]
     state = ExplorationState()
-    state.observe("you see a cabinet 2, a cabinet 1, and a toilet 1.")
-    assert exploring_action(plan, state, admissible) == "go to cabinet 1"  # first unvisited, sorted
+    state.observe("you see a cabinet 2, a cabinet 1, a drawer 1, and a toilet 1.")
+    assert exploring_action(plan, state, admissible) == "go to toilet 1"  # can hold a soap bottle, no door
+    state.executed("go to toilet 1")
+    assert exploring_action(plan, state, admissible) == "go to cabinet 1"  # then the closed ones, by name
     state.executed("go to cabinet 1")
     assert exploring_action(plan, state, admissible + ["open cabinet 1"]) == "open cabinet 1"
     assert exploring_action(plan, state, admissible) == "go to cabinet 2"  # open, or not openable: move on
     state.observe("You open the cabinet 1. In it, you see a soapbottle 1.")
     assert exploring_action(plan, state, admissible) == "go to toilet 1"  # seen: the plan leads the way
     assert exploring_action([], state, admissible) is None
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [  # ALFRED's table: holders of the class (open surfaces, then closed ones), via a bowl/plate/..., the rest
+        ("tomato", ["countertop 1", "diningtable 1", "sidetable 1", "fridge 1", "microwave 1", "desk 1", "cabinet 1",
+                    "drawer 1"]),
+        ("desklamp", ["desk 1", "diningtable 1", "sidetable 1", "countertop 1", "cabinet 1", "drawer 1", "fridge 1",
+                      "microwave 1"]),
+        ("pen", ["countertop 1", "desk 1", "diningtable 1", "sidetable 1", "drawer 1", "cabinet 1", "fridge 1",
+                 "microwave 1"]),
+    ],
+)
+def test_search_priors_come_from_alfreds_receptacle_table(wanted: str, expected: list[str]) -> None:
+    assert sorted(sorted(expected), key=lambda receptacle: search_key(wanted, receptacle)) == expected
+
+
+def test_the_exploring_expert_replans_only_when_it_is_about_to_follow_a_stale_plan() -> None:
+    plans = iter([["go to fridge 1", "open fridge 1", "take tomato 1 from fridge 1"]])
+    expert = ExploringExpert(lambda: next(plans))
+    expert.reset("you see a countertop 1, a cabinet 1 and a fridge 1.",
+                 ["go to fridge 1", "open fridge 1", "take tomato 1 from fridge 1"])
+    admissible = ["go to cabinet 1", "go to countertop 1", "go to fridge 1"]
+    assert expert.action(admissible) == "go to countertop 1"
+    expert.executed("go to countertop 1", True, "On the countertop 1, you see a apple 1.")
+    assert expert.action(admissible) == "go to fridge 1" and expert.replans == 0  # nothing new: no planner
+    expert.executed("go to fridge 1", True, "The fridge 1 is closed.")
+    assert expert.action(admissible + ["open fridge 1"]) == "open fridge 1" and expert.replans == 0
+    expert.executed("open fridge 1", True, "You open the fridge 1. In it, you see a tomato 1.")
+    assert expert.action(admissible) == "go to fridge 1" and expert.replans == 1  # the plan, made afresh
+
+
+@needs_samples
+def test_the_exploring_expert_wins_every_official_sample_game_within_50_turns() -> None:
+    env = AlfWorldJsonEnv(path=OFFICIAL, split="valid_seen", expert=True, expert_mode="explore")
+    planner = AlfWorldJsonEnv(path=OFFICIAL, split="valid_seen", expert=True)
+    turns = []
+    for index in range(env.num_tasks):
+        seen, info, _ = play_expert(env, index)
+        assert info["won"] and len(seen) - 1 <= 50, (env.tasks[index].task_id, len(seen) - 1)
+        assert env.explorer is not None and env.explorer.replans <= 3  # the planner runs now and then, not every step
+        turns.append(len(seen) - 1)
+        assert turns[-1] >= len(play_expert(planner, index)[0]) - 1  # searching never beats the omniscient plan
+    assert sum(turns) / len(turns) <= 15, turns
+    env.close()
+    planner.close()
 
 
 def test_expert_mode_is_checked() -> None:
@@ -131,7 +189,6 @@ def test_generated_games_are_read_by_alfworlds_own_loader(cache_dir: Path) -> No
                                         "object_sliced"}
 
 
-needs_samples = pytest.mark.skipif(not OFFICIAL.is_dir(), reason=f"official ALFWorld samples not found at {OFFICIAL}")
 KITCHEN_TYPES = ("pick_cool_then_place_in_recep", "pick_heat_then_place_in_recep")  # the big, slow games
 
 
@@ -276,3 +333,19 @@ def test_configs_load(name: str) -> None:
         assert config.model.path == "Qwen/Qwen2.5-1.5B-Instruct" and config.env.max_turns == 50
         assert (config.rollout.group_size, config.rollout.tasks_per_iteration, config.env.history_window) == (8, 16, 2)
         assert config.optim.lr == 1e-6 and config.ppo.kl_coef == 0.01 and config.algo.params["gamma"] == 0.95
+
+
+def test_the_experts_table_compares_cost_only_on_games_both_played(tmp_path: Path) -> None:
+    bench = load_experiment("bench_alfworld_experts")
+
+    def record(task: str, mode: str, won: bool, turns: int, step_s: float) -> dict:
+        return {"split": "valid_seen", "task_id": task, "task_type": "pick_and_place_simple", "mode": mode,
+                "won": won, "turns": turns, "reset_s": 1.0, "step_s": step_s, "replans": 0 if mode == "explore" else None}
+
+    out = tmp_path / "episodes.jsonl"
+    append_jsonl(out, [record("a", "planner", True, 4, 0.4), record("a", "explore", True, 8, 1.6),
+                       record("b", "explore", True, 60, 6.0)])  # b: explorer only, and over the turn limit
+    row = next(line for line in bench.summarize(out, turns=50).splitlines() if "| all |" in line)
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[2:5] == ["1/1", "1/2", "1"]  # wins count the limit; one game played by both
+    assert cells[5:10] == ["4.0", "8.0 (8)", "100", "200", "2.00"]  # turns and ms/step on game a alone

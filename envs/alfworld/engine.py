@@ -61,3 +61,13 @@ def request_infos() -> Any:
     import textworld
 
     return textworld.EnvInfos(admissible_commands=True, won=True)
+
+
+def plan_from_here(engine: Any) -> list[str]:
+    """The planner's commands from the engine's current state, computed now (not at the next step).
+
+    The same call TextWorld's `PddlEnv` makes when `policy_commands` are requested at a step, but on
+    demand, so an expert that needs the plan only now and then does not pay the planner every step.
+    """
+    pddl_env = engine.unwrapped
+    return list(pddl_env._pddl_state.replan(pddl_env._entity_infos) or [])

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agent_rl.envs.alfworld.engine import request_infos, start_engine
-from agent_rl.envs.alfworld.explorer import ExplorationState, exploring_action
+from agent_rl.envs.alfworld.engine import plan_from_here, request_infos, start_engine
+from agent_rl.envs.alfworld.explorer import ExploringExpert
 from agent_rl.envs.alfworld.games import AlfWorldTask, official_tasks
 from agent_rl.envs.alfworld.suites import Suite, get_suite, suite_tasks
 from agent_rl.envs.game_files import GameFileEnv
@@ -104,7 +104,7 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
         super().__init__(tasks, task_set or f"{len(tasks)} ALFWorld games", max_steps, expert)
         self.anchor = anchor
         self.expert_mode = expert_mode
-        self._explored = ExplorationState()
+        self._explorer = ExploringExpert(lambda: plan_from_here(self._engine))
         self._request = request_infos()
         self._task: AlfWorldTask | None = None
         self._state: Any = None
@@ -126,8 +126,8 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
         self._plan = list(self._state.get("policy_commands") or []) if self.expert else []
         self._obs = to_printable(self._state.feedback)
         self._instruction = task_text(self._obs)
-        self._explored = ExplorationState()
-        self._explored.observe(self._obs)
+        if self._exploring:
+            self._explorer.reset(self._obs, self._plan)
         self._steps = 0
         self._episode_over = False
         return self._obs, self._info(rejected=False)
@@ -145,17 +145,17 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
             command = normalize_action(action)
             executed = command in self._state["admissible_commands"]
             on_plan = bool(self._plan) and command == self._plan[0]
-            # Replanning runs the planner: only when an executed action leaves the plan.
-            self._request.policy_commands = self.expert and executed and not on_plan
+            # Replanning runs the planner: only when an executed action leaves the plan (the exploring
+            # expert replans on demand, when it is about to follow a plan its searching made stale).
+            self._request.policy_commands = self.expert and not self._exploring and executed and not on_plan
             self._state, _, _ = self._engine.step(command)
             if self._request.policy_commands:
                 self._plan = list(self._state.get("policy_commands") or [])
             elif on_plan:
                 self._plan = self._plan[1:]
             self._obs = to_printable(self._state.feedback)
-            if executed:
-                self._explored.executed(command)
-            self._explored.observe(self._obs)
+            if self._exploring:
+                self._explorer.executed(command, executed, self._obs)
             reward = 1.0 if self._state["won"] else 0.0
         else:
             self._obs = (
@@ -166,6 +166,15 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
         truncated = not terminated and self._steps >= self.max_steps
         self._episode_over = terminated or truncated
         return self._obs, reward, terminated, truncated, self._info(rejected=problem is not None)
+
+    @property
+    def explorer(self) -> ExploringExpert | None:
+        """The exploring expert of the current episode (`expert_mode="explore"`), else None."""
+        return self._explorer if self._exploring else None
+
+    @property
+    def _exploring(self) -> bool:
+        return self.expert and self.expert_mode == "explore"
 
     def _start_engine(self, game_file: Path) -> Any:
         return start_engine(str(game_file), self._request)
@@ -187,8 +196,8 @@ class AlfWorldEnv(GameFileEnv[AlfWorldTask]):
             "game_file": str(self._task.game_file),
             "action_rejected": rejected,
         }
-        if self.expert and self.expert_mode == "explore":
-            info["expert_action"] = exploring_action(self._plan, self._explored, info["admissible_actions"])
+        if self._exploring:
+            info["expert_action"] = self._explorer.action(info["admissible_actions"])
         elif self.expert:
             info["expert_action"] = self._plan[0] if self._plan else None
         return info

@@ -117,7 +117,8 @@ def mangle(name: str) -> str:
 
 
 @cache
-def _constants() -> Any:
+def alfred_constants() -> Any:
+    """ALFRED's generator constants as the alfworld package ships them (`alfworld.gen.constants`)."""
     load_alfworld()
     from alfworld.gen import constants
 
@@ -126,22 +127,22 @@ def _constants() -> Any:
 
 def receptacle_types() -> tuple[str, ...]:
     """The static receptacle types of the domain (ALFRED's, less the Sink/Bathtub shells of the basins)."""
-    return tuple(sorted(set(_constants().STATIC_RECEPTACLES) - {"Sink", "Bathtub"}))
+    return tuple(sorted(set(alfred_constants().STATIC_RECEPTACLES) - {"Sink", "Bathtub"}))
 
 
 def can_contain(receptacle_type: str, object_class: str) -> bool:
-    return object_class in _constants().VAL_RECEPTACLE_OBJECTS.get(receptacle_type, ())
+    return object_class in alfred_constants().VAL_RECEPTACLE_OBJECTS.get(receptacle_type, ())
 
 
 def has_property(object_class: str, prop: str) -> bool:
-    return object_class in _constants().VAL_ACTION_OBJECTS[prop]
+    return object_class in alfred_constants().VAL_ACTION_OBJECTS[prop]
 
 
 @cache
 def pickupable_classes() -> frozenset[str]:
     """Object classes that some receptacle can hold (so they can be picked up and put down)."""
-    held = {obj for objects in _constants().VAL_RECEPTACLE_OBJECTS.values() for obj in objects}
-    return frozenset(obj for obj in held if obj in set(_constants().OBJECTS))
+    held = {obj for objects in alfred_constants().VAL_RECEPTACLE_OBJECTS.values() for obj in objects}
+    return frozenset(obj for obj in held if obj in set(alfred_constants().OBJECTS))
 
 
 def room_kind(number: int) -> str:
@@ -155,7 +156,7 @@ def room_kind(number: int) -> str:
 @cache
 def load_room(number: int) -> Room:
     """A floor plan's receptacle instances (one location each) and its object classes."""
-    layouts = Path(_constants().__file__).parent / "layouts"
+    layouts = Path(alfred_constants().__file__).parent / "layouts"
     poses = json.loads((layouts / f"FloorPlan{number}-openable.json").read_text())
     classes = frozenset(json.loads((layouts / f"FloorPlan{number}-objects.json").read_text()))
     types = set(receptacle_types())
@@ -178,7 +179,7 @@ def load_room(number: int) -> Room:
 
 def goal_options(room: Room, task_type: str) -> list[Goal]:
     """Every (object, receptacle or lamp) goal of `task_type` the room supports."""
-    if room.kind not in _constants().GOALS_VALID[task_type]:
+    if room.kind not in alfred_constants().GOALS_VALID[task_type]:
         return []
     rtypes = sorted({r.type for r in room.receptacles})
     objects = sorted(c for c in room.object_classes & pickupable_classes() if any(can_contain(t, c) for t in rtypes))
@@ -214,7 +215,7 @@ def sample_game(task_type: str, floor_plans: Sequence[int], params: Params, seed
     goal = rng.choice(goal_options(room, task_type))
     receptacles = _keep_receptacles(room, goal, params, rng)
     objects = _place_objects(room, goal, receptacles, params, rng)
-    constants = _constants()
+    constants = alfred_constants()
     from alfworld.gen import goal_library
 
     template = rng.choice(goal_library.gdict[task_type]["templates"])

@@ -23,6 +23,7 @@ def register_envs() -> None:
         "swegym/jsonl-v0",
         entry_point="agent_rl.envs.swegym.env:SWEGymEnv",
         description="SWE-Gym / SWE-bench rows from a file: path=<.jsonl|.json|.parquet>, repos_dir=<clones as "
-                    "owner__name>; kwargs: backend=local|docker, image (docker), python (local), test_cmd, "
+                    "owner__name>; kwargs: setup=none|swebench (a virtual env per repo + version from swebench's "
+                    "specs), envs_dir, backend=local|docker, image (docker), python (local), test_cmd, "
                     "max_steps, timeout_s, memory_mb, max_output_chars, partial_credit",
     )

@@ -8,7 +8,9 @@
 Local: each workspace is an `agent_rl.tools.sandbox.Sandbox` (see its docstring for what holds and
 where); the repository is copied in by the host (a depth-1 fetch of the base commit from the clone under
 `repos_dir`, so the workspace shares no file with the clone) before any command runs. Commands find the
-interpreter `python` (default: this one) first on PATH: it must have the repo's test dependencies.
+interpreter `python` (default: this one) first on PATH: it must have the repo's test dependencies; or, with
+`environments` (`environments.Environments`), each instance's own environment: the shared venv of its repo and
+version, and a layer in the workspace with the checkout installed editable (`environments.make_layer`).
 Docker: `docker_backend.DockerBackend`, the same interface over a container.
 """
 
@@ -20,10 +22,13 @@ import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent_rl.envs.swegym.dataset import SWEInstance, repo_dir
 from agent_rl.tools.sandbox import SYSTEM_PATH, CommandResult, Sandbox, SandboxLimits
+
+if TYPE_CHECKING:
+    from agent_rl.envs.swegym.environments import Environments
 
 # Files pytest and Python leave behind: never part of the agent's diff
 IGNORED = "__pycache__/\n*.pyc\n.pytest_cache/\n"
@@ -71,10 +76,10 @@ def interpreter_prefixes(python: str) -> tuple[str, ...]:
 
 
 class LocalWorkspace:
-    def __init__(self, sandbox: Sandbox, python: str) -> None:
+    def __init__(self, sandbox: Sandbox, bin_dir: str) -> None:
         self.sandbox = sandbox
         self.repo_path = str(sandbox.workspace / REPO)
-        self._path = f"{os.path.dirname(python)}:{SYSTEM_PATH}"
+        self._path = f"{bin_dir}:{SYSTEM_PATH}"
 
     def run(self, argv: Sequence[str], stdin: bytes = b"", timeout_s: float | None = None) -> CommandResult:
         return self.sandbox.run(argv, cwd=REPO, stdin=stdin, env={"PATH": self._path}, timeout_s=timeout_s)
@@ -86,19 +91,35 @@ class LocalWorkspace:
 class LocalBackend:
     """Workspaces in local sandboxes, repositories from clones under `repos_dir` (``<owner>__<name>``)."""
 
-    def __init__(self, repos_dir: str | Path, limits: SandboxLimits, python: str | None = None) -> None:
+    def __init__(self, repos_dir: str | Path, limits: SandboxLimits, python: str | None = None,
+                 environments: Environments | None = None) -> None:
         self.repos_dir = Path(repos_dir)
         self.limits = limits
         self.python = python or sys.executable
-        self.readable = interpreter_prefixes(self.python)
+        self.environments = environments
+        self.readable = interpreter_prefixes(self.python) + ((str(environments.root),) if environments else ())
 
     def start(self, instance: SWEInstance) -> LocalWorkspace:
         source = repo_dir(self.repos_dir, instance.repo)
-        sandbox = Sandbox(self.limits, readable=self.readable)
+        shared = self.environments.ensure(instance) if self.environments else None
+        # the shared environment's interpreter may be another install than ours (the Python its spec names)
+        readable = self.readable + (interpreter_prefixes(str(shared / "bin" / "python")) if shared else ())
+        sandbox = Sandbox(self.limits, readable=readable)
         try:
             checkout(source, instance.base_commit, sandbox.workspace / REPO)
+            bin_dir = os.path.dirname(self.python)
+            if shared is not None:
+                from agent_rl.envs.swegym.environments import LAYER_INSTALL, make_layer
+
+                bin_dir = str(make_layer(sandbox.workspace, shared))
             sandbox.populate()
+            workspace = LocalWorkspace(sandbox, bin_dir)
+            if shared is not None:  # the repo's setup code runs in the sandbox, like every command
+                installed = workspace.run(["bash", "-c", LAYER_INSTALL])
+                if installed.error or installed.exit_code:
+                    raise RuntimeError(f"{instance.instance_id}: installing the checkout failed: "
+                                       f"{installed.error or installed.output[-800:]}")
         except BaseException:
             sandbox.close()
             raise
-        return LocalWorkspace(sandbox, self.python)
+        return workspace

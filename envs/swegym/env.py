@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from agent_rl.envs.swegym.backends import Backend, LocalBackend, Workspace
 from agent_rl.envs.swegym.builtin import build_builtin
 from agent_rl.envs.swegym.dataset import SWEInstance, load_instances
+from agent_rl.envs.swegym.environments import Environments, spec_test_command
 from agent_rl.envs.swegym.grading import DEFAULT_TEST_CMD, Grade, eval_script, grade_log
 from agent_rl.tools.calls import format_tool_call, parse_tool_call
 from agent_rl.tools.env import call_template, tool_instructions
@@ -46,6 +47,7 @@ from agent_rl.env_api import ActionSyntax, TextEnv, check_max_steps, to_printabl
 DEFAULT_MAX_STEPS = 30
 EDITOR_SOURCE = Path(__file__).with_name("editor.py").read_text()
 SPLITS = ("train", "test", "all")
+SETUPS = ("none", "swebench")
 HELP = ("You are in the repository's root folder. Find the cause of the issue and fix the source code so that "
         "the issue is resolved (tests that check it will be run on your changes; do not edit existing tests). "
         "Submit when done.")
@@ -134,8 +136,14 @@ class SWEGymEnv(TextEnv):
         max_steps: tool calls before the episode is truncated (and submitted).
         expert: put the gold-patch expert's next action in ``info["expert_action"]``.
         python: the interpreter local commands and tests use (default: this one); it needs the repo's deps.
+        setup: "none" (commands and tests use `python` as it is) or "swebench" (local backend: each repo and
+            version gets its own virtual environment, built from swebench's spec and the package registry,
+            and each workspace installs its checkout into a layer over it; tests run with the spec's
+            `test_cmd`; see `environments.py`).
+        envs_dir: where setup="swebench" keeps the environments (default ``<cache>/swe-envs``).
         image: the docker image (may hold {instance_id} / {repo}); see `docker_backend.py`.
-        test_cmd: the test command; the test patch's files are appended (SWE-bench runs those only).
+        test_cmd: the test command; the test patch's files are appended (SWE-bench runs those only). Default:
+            ``python -m pytest -rA -p no:cacheprovider``, or the spec's with setup="swebench".
         timeout_s: seconds one command may run; grade_timeout_s: seconds the grading tests may run.
         memory_mb, max_processes, disk_mb: the sandbox's limits (per process, per workspace, per workspace).
         max_output_chars: observations are cut to this many characters.
@@ -157,7 +165,7 @@ class SWEGymEnv(TextEnv):
         expert: bool = False,
         python: str | None = None,
         image: str | None = None,
-        test_cmd: str = DEFAULT_TEST_CMD,
+        test_cmd: str | None = None,
         timeout_s: float = 60.0,
         grade_timeout_s: float = 600.0,
         memory_mb: int = 4096,
@@ -166,6 +174,8 @@ class SWEGymEnv(TextEnv):
         max_output_chars: int = 8000,
         partial_credit: bool = False,
         cache_dir: str | None = None,
+        setup: str = "none",
+        envs_dir: str | None = None,
     ) -> None:
         super().__init__()
         if split not in SPLITS:
@@ -189,10 +199,16 @@ class SWEGymEnv(TextEnv):
         self.partial_credit = partial_credit
         limits = SandboxLimits(timeout_s=timeout_s, memory_mb=memory_mb, max_processes=max_processes,
                                disk_mb=disk_mb)
+        if setup not in SETUPS:
+            raise ValueError(f"setup must be one of {SETUPS}, got {setup!r}")
+        if setup == "swebench" and backend != "local":
+            raise ValueError("setup='swebench' builds virtual environments for backend='local'; a docker image "
+                             "brings its own environment")
+        self.environments = Environments(repos, envs_dir, python) if setup == "swebench" else None
         if backend == "local":
             if image is not None:
                 raise ValueError("image= is for backend='docker'")
-            self.backend: Backend = LocalBackend(repos, limits, python)
+            self.backend: Backend = LocalBackend(repos, limits, python, self.environments)
         elif backend == "docker":
             if python is not None:
                 raise ValueError("python= is for backend='local'; the docker image brings its own")
@@ -286,8 +302,16 @@ class SWEGymEnv(TextEnv):
         self._close_workspace()
         if diff.error:
             return Grade("DIFF_FAILED", 0.0, {"error": diff.error})
-        return evaluate_patch(self.backend, self._instance, diff.output, self.test_cmd, self.partial_credit,
-                              self.grade_timeout_s)
+        return evaluate_patch(self.backend, self._instance, diff.output, self.instance_test_cmd(self._instance),
+                              self.partial_credit, self.grade_timeout_s)
+
+    def instance_test_cmd(self, instance: SWEInstance) -> str:
+        """The command that runs `instance`'s tests: `test_cmd` if given, else its spec's or the default."""
+        if self.test_cmd is not None:
+            return self.test_cmd
+        if self.environments is not None:
+            return spec_test_command(self.environments.spec(instance))
+        return DEFAULT_TEST_CMD
 
     def _info(self, won: bool, action_valid: bool) -> dict[str, Any]:
         assert self._instance is not None

@@ -31,7 +31,9 @@ def eval_script(instance: SWEInstance, test_cmd: str = DEFAULT_TEST_CMD) -> str:
     files = " ".join(shlex.quote(f) for f in instance.test_files)
     base = shlex.quote(instance.base_commit)
     return "\n".join([
-        "git -c core.hooksPath=/dev/null apply --whitespace=nowarn - || { echo " + APPLY_FAILED + "; exit 0; }",
+        # --allow-empty: an empty diff (nothing changed) is graded by running the tests, not refused
+        "git -c core.hooksPath=/dev/null apply --allow-empty --whitespace=nowarn - || { echo " + APPLY_FAILED
+        + "; exit 0; }",
         # the test files go back to the base commit (those that exist there), then the test patch
         f"for f in {files}; do git cat-file -e {base}:\"$f\" 2>/dev/null && git checkout -q {base} -- \"$f\"; done",
         f"git apply --whitespace=nowarn - <<'AGENT_RL_TEST_PATCH' || {{ echo {TEST_PATCH_FAILED}; exit 0; }}",
