@@ -13,7 +13,7 @@ from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.policy.chat import ChatCodec
 from agent_rl.rollout.collector import Collector, EpisodeSpec
 from agent_rl.rollout.memory import HistoryMemory
-from agent_rl.train.sft import collect_demonstrations, sft_train
+from agent_rl.train.sft import collect_demonstrations, sft_train, sft_trainer
 from agent_rl.train.sft_trl import micro_batch_size, trl_sft_train
 
 needs_trl = pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="TRL not installed: agent-rl[trl]")
@@ -97,6 +97,19 @@ def test_a_prompt_that_is_not_a_task_is_a_clear_error(textworld_suite, tiny_suit
         rollout._task_of("What is 2 + 2?")
     with pytest.raises(ValueError, match="num_tasks must be between 1 and the 2 tasks"):
         rollout.dataset(num_tasks=3)
+
+
+def test_truncated_sampling_settings_are_refused(textworld_suite, tiny_suite_name):
+    from types import SimpleNamespace
+
+    rollout = EnvRollout("textworld/demo-v0", env_kwargs=_tiny_env(textworld_suite, tiny_suite_name))
+    with pytest.raises(ValueError, match="set top_p=1.0"):
+        rollout(["agent-rl textworld/demo-v0 train task 0"], SimpleNamespace(args=SimpleNamespace(top_p=0.9)))
+
+
+def test_sft_backend_selects_the_training_loop():
+    assert sft_trainer("agent_rl", 0) is sft_train
+    assert sft_trainer("trl", 3).func is trl_sft_train and sft_trainer("trl", 3).keywords == {"seed": 3}
 
 
 def _tiny_env(textworld_suite, suite_name: str) -> dict:

@@ -107,6 +107,17 @@ def episode_sequence(trajectory: Trajectory) -> EpisodeSequence:
     return EpisodeSequence(list(prompt), sequence[cut:], mask[cut:], logprobs[cut:])
 
 
+def _check_sampling(args: Any) -> None:
+    """The rollout samples from the whole tempered distribution, the one its log-probs are of: a truncating
+    setting of the trainer would be silently ignored, so it is an error."""
+    ignored = {name: getattr(args, name, default) for name, default in
+               (("top_p", 1.0), ("top_k", 0), ("min_p", None), ("repetition_penalty", 1.0))}
+    if ignored["top_p"] != 1.0 or ignored["top_k"] not in (0, None) or ignored["min_p"] is not None \
+            or ignored["repetition_penalty"] != 1.0:
+        raise ValueError(f"EnvRollout samples at GRPOConfig.temperature only; set top_p=1.0, top_k=0, min_p=None, "
+                         f"repetition_penalty=1.0 (got {ignored})")
+
+
 @dataclass
 class EnvRollout:
     """TRL `rollout_func` (call it with TRL's prompts and the trainer) and reward function for one agent-rl env.
@@ -154,6 +165,7 @@ class EnvRollout:
         return int(index)
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list]:
+        _check_sampling(trainer.args)
         model = trainer.accelerator.unwrap_model(trainer.model)
         if self._collector is None:  # the env pool is kept across calls (building an env can load a game)
             policy = TranscriptPolicy(model, trainer.processing_class, trainer.args.temperature, self.max_new_tokens)
