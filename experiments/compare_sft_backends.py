@@ -53,9 +53,14 @@ def run_one(args: argparse.Namespace, backend: str, seed: int, base: Path) -> di
     demos = run.demonstrations(expert=ExpertPolicy(ChatCodec(tokenizer)))
     cfg = config.sft
     clock = time.perf_counter()
+
+    def progress(epoch: int, loss: float) -> None:  # one line an epoch: enough to extrapolate the run's time
+        print(f"{backend} seed {seed} epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, "
+              f"{time.perf_counter() - clock:.0f} s", flush=True)
+
     losses = sft_trainer(backend, seed)(model, tokenizer, demos, cfg.epochs, cfg.lr, cfg.batch_rows,
                                         config.ppo.micro_batch_rows, config.optim.grad_clip,
-                                        config.optim.weight_decay)
+                                        config.optim.weight_decay, progress)
     seconds = time.perf_counter() - clock
     with atomic_directory(out / "sft_model") as tmp:
         model.save_pretrained(tmp)
