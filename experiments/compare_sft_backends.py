@@ -1,6 +1,6 @@
 """The SFT warm-start on our loop vs on TRL's SFTTrainer: same model, rows, epochs and lr; held-out success and time.
 
-    OMP_NUM_THREADS=1 nice -n 5 python experiments/compare_sft_backends.py --out runs/sft_backends --seeds 0 1
+    OMP_NUM_THREADS=1 nice -n 10 python experiments/compare_sft_backends.py --out runs/sft_backends --seeds 0 1
     python experiments/compare_sft_backends.py --out runs/sft_backends --seeds 0 1 --report-only
 
 Protocol (stated again in the table it writes):
@@ -8,8 +8,9 @@ Protocol (stated again in the table it writes):
 2. one set of demonstrations: the env's planner on the first `sft.tasks` training tasks, its token ids
    recorded once per run with the model's chat codec (deterministic: both backends get identical rows);
 3. per seed and backend (`sft.backend`), SFT from the base with the config's epochs, lr, rows per step and
-   micro-batches; the seed sets the row order and nothing else; the order of the backends alternates per
-   seed so that a drift in the machine's load does not favour one;
+   micro-batches; the seed sets the row order and nothing else (each backend shuffles with its own sampler,
+   so the orders differ; TRL also exempts biases and norm weights from weight decay); the order of the
+   backends alternates per seed so that a drift in the machine's load does not favour one;
 4. held-out success after SFT: greedy, every test task once, the env's `won` within the turn limit;
 5. SFT wall-clock: the training call only (not collecting demonstrations, saving or evaluating),
    torch threads `--threads`, on a machine shared with other jobs: compare the ratio, not the seconds.
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 from agent_rl.config import load_config
-from agent_rl.io import atomic_directory, atomic_write
+from agent_rl.io import atomic_directory, atomic_write, read_jsonl
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.policy.chat import ChatCodec
 from agent_rl.train.pipeline import TrainingRun, seed_everything
@@ -88,6 +89,25 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
+def sign_test(only_a: int, only_b: int) -> float:
+    """Two-sided exact sign test (McNemar) on the discordant pairs: p of a split at least this uneven."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def discordant(args: argparse.Namespace, seed: int) -> tuple[int, int]:
+    """Held-out tasks (same seed) won by our loop's model only, and by TRL's only."""
+    won = {}
+    for backend in BACKENDS:
+        episodes = read_jsonl(args.out / backend / f"seed-{seed}" / "eval" / "after_sft" / "episodes.jsonl")
+        won[backend] = {e["task_id"]: bool(e["success"]) for e in episodes}
+    ours, theirs = won["agent_rl"], won["trl"]
+    return sum(ours[t] and not theirs[t] for t in ours), sum(theirs[t] and not ours[t] for t in ours)
+
+
 def write_report(args: argparse.Namespace, results: list[dict]) -> str:
     config = load_config(args.config, args.set)
     done = {b: [r for r in results if r["backend"] == b] for b in BACKENDS}
@@ -102,9 +122,10 @@ def write_report(args: argparse.Namespace, results: list[dict]) -> str:
         (f"- SFT: {config.sft.epochs} epochs, AdamW lr {config.sft.lr} constant, {config.sft.batch_rows} rows per "
         f"optimizer step, micro-batches of up to {config.ppo.micro_batch_rows} rows, grad clip "
         f"{config.optim.grad_clip}, weight decay {config.optim.weight_decay}; token-mean NLL of the response tokens"),
-        (f"- seeds: {' '.join(str(r['seed']) for r in done['agent_rl'])} (row order); success = the env reports won; "
-        "95 % CI: Wilson, over the pooled held-out episodes of all seeds"),
-        f"- time: the SFT call alone, torch threads {args.threads}, nice 5, on a 2-core machine shared with other jobs",
+        (f"- seeds: {' '.join(str(r['seed']) for r in done['agent_rl'])} (row order, each backend's own "
+        "shuffle: ours torch.randperm, TRL's sampler); TRL exempts biases and norm weights from weight decay; "
+        "success = the env reports won; 95 % CI: Wilson, over the pooled held-out episodes of all seeds"),
+        f"- time: the SFT call alone, torch threads {args.threads}, nice 10, on a 2-core machine shared with other jobs",
         "",
         "| SFT backend | held-out success per seed | pooled (95 % CI) | final loss per seed | SFT wall-clock per seed |",
         "|---|---|---|---|---|",
@@ -122,8 +143,13 @@ def write_report(args: argparse.Namespace, results: list[dict]) -> str:
     pairs = [(a, t) for a in done["agent_rl"] for t in done["trl"] if a["seed"] == t["seed"]]
     if pairs:
         ratios = [t["sft_seconds"] / a["sft_seconds"] for a, t in pairs]
+        only = [discordant(args, a["seed"]) for a, _ in pairs]
+        ours, theirs = sum(o for o, _ in only), sum(t for _, t in only)
         lines += ["", (f"TRL / ours SFT wall-clock, same seed: {' / '.join(f'{x:.2f}' for x in ratios)} "
-                      f"(mean {statistics.fmean(ratios):.2f})")]
+                      f"(mean {statistics.fmean(ratios):.2f})"),
+                  "", (f"Paired on the same held-out tasks and seed: won by ours only {ours}, by TRL's only {theirs} "
+                       f"(per seed {' / '.join(f'{o}-{t}' for o, t in only)}); two-sided exact sign test "
+                       f"p = {sign_test(ours, theirs):.2f}")]
     report = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out / "table.md") as handle:
