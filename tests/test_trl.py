@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import numpy as np
 import pytest
@@ -147,3 +148,15 @@ def test_grpo_trainer_trains_the_tiny_model_on_textworld(tiny_model, demonstrati
     sampled = np.mean([sum(len(s.response_ids) for s in t.steps) for t in episodes])
     assert logs[-1]["completions/mean_length"] == pytest.approx(sampled)
     assert any(not torch.equal(before[name], p) for name, p in model.named_parameters())
+
+
+def test_the_comparison_statistics():
+    """experiments/compare_sft_backends.py: Wilson interval and the paired sign test, against hand values."""
+    from experiment_scripts import load_experiment
+
+    compare = load_experiment("compare_sft_backends")
+    low, high = compare.wilson(34, 64)
+    assert (round(100 * low, 1), round(100 * high, 1)) == (41.1, 64.8)
+    assert compare.sign_test(0, 0) == 1.0
+    assert compare.sign_test(5, 0) == compare.sign_test(0, 5) == pytest.approx(2 / 32)
+    assert compare.sign_test(13, 8) == pytest.approx(2 * sum(math.comb(21, i) for i in range(9)) / 2 ** 21)
