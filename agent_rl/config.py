@@ -169,7 +169,7 @@ class SFTConfig:
     lr: float = 3e-3
     batch_rows: int = 32
     # agent_rl: our loop (agent_rl/train/sft.py); trl: TRL's SFTTrainer on the same token rows and mask
-    # (agent-rl[trl]). Same loss, held-out success and speed within noise (experiments/README.md, "SFT on TRL").
+    # (agent-rl[trl]). Same held-out success within noise, 1.15-2.9x slower (experiments/README.md, "TRL").
     backend: str = "agent_rl"
 
     def __post_init__(self) -> None:
