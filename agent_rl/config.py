@@ -168,6 +168,13 @@ class SFTConfig:
     epochs: int = 30
     lr: float = 3e-3
     batch_rows: int = 32
+    # agent_rl: our loop (agent_rl/train/sft.py); trl: TRL's SFTTrainer on the same token rows and mask
+    # (agent-rl[trl]). Same held-out success within noise, 1.15-2.9x slower (experiments/README.md, "TRL").
+    backend: str = "agent_rl"
+
+    def __post_init__(self) -> None:
+        if self.backend not in SFT_BACKENDS:
+            raise ConfigError(f"sft.backend must be one of {list(SFT_BACKENDS)}, got {self.backend!r}")
 
 
 @dataclass
@@ -213,6 +220,7 @@ class ConfigError(ValueError):
 
 
 BACKENDS = ("hf", "vllm")
+SFT_BACKENDS = ("agent_rl", "trl")
 PLACEMENTS = ("colocated", "split")
 MIXED_PRECISION = ("no", "bf16")
 

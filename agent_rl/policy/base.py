@@ -8,10 +8,16 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass
 class PolicyRequest:
-    """One live episode's turn: the chat messages the memory built, and the env's info."""
+    """One live episode's turn: the chat messages the memory built, and the env's info.
+
+    `episode` (the trajectory's id) and `turn` (steps taken so far, 0 when it starts or restarts) let a
+    policy keep per-episode state, e.g. the token transcript of `agent_rl.integrations.trl`.
+    """
 
     messages: list[dict[str, str]]
     info: dict[str, Any] = field(default_factory=dict)
+    episode: str = ""
+    turn: int = 0
 
 
 @dataclass

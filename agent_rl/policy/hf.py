@@ -100,12 +100,15 @@ class HFPolicy:
     def logprob_temperature(self) -> float:
         return self.temperature if self.temperature > 0 else 1.0
 
-    @torch.no_grad()
     def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
-        if not requests:
+        return self.generate([self.codec.encode_prompt(r.messages, r.info.get("tools")) for r in requests])
+
+    @torch.no_grad()
+    def generate(self, prompts: list[tuple[str, list[int]]]) -> list[PolicyOutput]:
+        """One sampled response to each (prompt text, prompt ids); the ids are fed exactly as given."""
+        if not prompts:
             return []
         tokenizer = self.codec.tokenizer
-        prompts = [self.codec.encode_prompt(r.messages, r.info.get("tools")) for r in requests]
         width = max(len(ids) for _, ids in prompts)
         pad = tokenizer.pad_token_id
         device = self.model.device

@@ -137,6 +137,8 @@ class Collector:
                 PolicyRequest(
                     messages=self.memory.messages(ep.info["task"], ep.history, ep.obs, ep.info["admissible_actions"]),
                     info=ep.info,
+                    episode=ep.trajectory.traj_id,
+                    turn=len(ep.trajectory.steps),
                 )
                 for ep in live
             ]

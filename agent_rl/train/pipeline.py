@@ -39,7 +39,7 @@ from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.train.checkpoint import list_checkpoints
 from agent_rl.train.distributed import Distributed
 from agent_rl.train.metrics import MetricsLog, progress_line
-from agent_rl.train.sft import collect_demonstrations, sft_train
+from agent_rl.train.sft import collect_demonstrations, sft_trainer
 from agent_rl.train.trainer import RLTrainer
 
 Log = Callable[[str], None]
@@ -122,7 +122,8 @@ class TrainingRun:
         cfg = self.config
         demos = self.demonstrations(expert=ExpertPolicy(ChatCodec(tokenizer)))
         steps = sum(len(t.steps) for t in demos)
-        self.log(f"SFT warm-start: {len(demos)} expert episodes, {steps} steps, {cfg.sft.epochs} epochs")
+        self.log(f"SFT warm-start ({cfg.sft.backend}): {len(demos)} expert episodes, {steps} steps, "
+                 f"{cfg.sft.epochs} epochs")
         bar = tqdm(total=cfg.sft.epochs, desc="sft", unit="epoch")
 
         def on_epoch(epoch: int, loss: float) -> None:
@@ -130,8 +131,9 @@ class TrainingRun:
             bar.set_postfix(loss=f"{loss:.3f}")
             bar.update()
 
-        sft_train(model, tokenizer, demos, cfg.sft.epochs, cfg.sft.lr, cfg.sft.batch_rows, cfg.ppo.micro_batch_rows,
-                  cfg.optim.grad_clip, cfg.optim.weight_decay, on_epoch)
+        train = sft_trainer(cfg.sft.backend, cfg.seed)
+        train(model, tokenizer, demos, cfg.sft.epochs, cfg.sft.lr, cfg.sft.batch_rows, cfg.ppo.micro_batch_rows,
+              cfg.optim.grad_clip, cfg.optim.weight_decay, on_epoch)
         bar.close()
         path = self.out / "sft_model"
         with atomic_directory(path) as tmp:

@@ -3,6 +3,7 @@ Multi-turn Agentic RL"): the env's expert plays the training tasks, the model im
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -71,3 +72,15 @@ def sft_train(
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
     return losses
+
+
+SFTTrain = Callable[..., list[float]]  # sft_train's signature
+
+
+def sft_trainer(backend: str, seed: int) -> SFTTrain:
+    """`sft.backend`: our loop (`sft_train`), or TRL's SFTTrainer on the same rows and mask (agent-rl[trl])."""
+    if backend == "agent_rl":
+        return sft_train
+    from agent_rl.train.sft_trl import trl_sft_train
+
+    return functools.partial(trl_sft_train, seed=seed)

@@ -1,0 +1,1 @@
+"""Adapters that let other training libraries drive agent-rl envs."""
