@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from agent_rl.config import ConfigError, TrainConfig, load_config, to_yaml
+from agent_rl.train.threads import apply_num_threads
 
 DEMO_CONFIG = Path(str(resources.files("agent_rl.configs") / "demo.yaml"))
 
@@ -50,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--history", type=int, default=2, help="previous steps shown in each prompt (default: 2)")
     ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy")
     ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("--protocol", default="tags", choices=["tags", "action-only"],
+                    help="what the model is asked to write: <think>/<action> tags, or the bare action (default: tags)")
     ev.add_argument("--batch-size", type=int, default=64, help="episodes played at once")
+    ev.add_argument("--num-threads", type=int, default=0,
+                    help="torch threads (default 0: OMP_NUM_THREADS, else the cores this process may use)")
     ev.add_argument("--out", help="output directory (default: runs/eval/<env>/<policy>)")
     ev.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="extra keyword argument for the env (repeatable; values parsed as YAML)")
@@ -109,6 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if (out / "config.yaml").exists() and not args.resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or --out for a new one")
     print("resolved config:\n" + to_yaml(config))
+    print(f"torch threads: {apply_num_threads(config.train.num_threads)}")
     _quiet_libraries()
     TrainingRun(config).run()
     return 0
@@ -117,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from agent_rl.eval.runner import run_eval
 
+    apply_num_threads(args.num_threads)
     _quiet_libraries()
     run_eval(args)
     return 0
