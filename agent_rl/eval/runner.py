@@ -18,6 +18,7 @@ from agent_rl.policy.base import Policy
 from agent_rl.registry import make, spec
 from agent_rl.rollout.envpool import EnvWorkers, import_modules
 from agent_rl.rollout.memory import HistoryMemory
+from agent_rl.rollout.protocols import protocol_of
 from agent_rl.train.checkpoint import list_checkpoints
 
 
@@ -38,10 +39,11 @@ def build_policy(name: str, args: argparse.Namespace) -> tuple[Policy, dict[str,
     """The policy, the env kwargs it needs, and its label for the table."""
     from agent_rl.policy.baselines import ExpertPolicy, RandomPolicy
 
+    protocol = protocol_of(args.protocol)
     if name == "expert":
-        return ExpertPolicy(), {"expert": True}, "expert (the env's scripted expert)"
+        return ExpertPolicy(protocol=protocol), {"expert": True}, "expert (the env's scripted expert)"
     if name == "random":
-        return RandomPolicy(seed=args.seeds[0]), {}, "random (uniform over admissible actions)"
+        return RandomPolicy(seed=args.seeds[0], protocol=protocol), {}, "random (uniform over admissible actions)"
     if name.startswith(("http:", "https:")):
         from agent_rl.policy.http import OpenAIChatPolicy
 
@@ -82,11 +84,12 @@ def run_eval(args: argparse.Namespace) -> Path:
         episodes_per_seed=args.episodes or tasks.size, catalog_size=tasks.size, max_steps=args.max_turns,
         success_definition=success_definition(None if args.policy in NON_DECODING_POLICIES else args.temperature,
                                               tasks.won_means),
-        task_set=tasks.name,
+        task_set=tasks.name, response_protocol=args.protocol,
     )
     out = Path(args.out or Path("runs") / "eval" / args.env.replace("/", "_") / re.sub(r"\W+", "_", args.policy))
     with tqdm(total=len(protocol.seeds) * protocol.episodes_per_seed, desc="eval", unit="ep") as bar:
-        evaluate(make_env, policy, protocol, HistoryMemory(window=args.history), out, args.batch_size,
+        memory = HistoryMemory(window=args.history, protocol=protocol_of(args.protocol))
+        evaluate(make_env, policy, protocol, memory, out, args.batch_size,
                  config={"argv": vars(args), "env_kwargs": env_kwargs}, progress=bar.update, workers=workers)
     print((out / "table.md").read_text())
     print(f"episodes, metadata and tables written to {out}")
