@@ -17,6 +17,11 @@ MODEL_MARKERS = ("config.json", "adapter_config.json")  # a model directory, or 
 _HUB_ID = re.compile(r"(?:[\w.-]+/)?[\w.-]+")
 
 
+def holds_model(path: str | Path) -> bool:
+    """Whether a directory holds a saved model or a peft adapter (what `save_pretrained` leaves)."""
+    return any((Path(path) / name).is_file() for name in MODEL_MARKERS)
+
+
 def looks_like_hub_id(path: str) -> bool:
     """`name` or `org/name`, as the hub spells repository ids; `./x`, `../x`, `~/x`, `/x`, `a/b/c` are paths."""
     return (bool(_HUB_ID.fullmatch(path)) and not path.startswith((".", "-")) and ".." not in path
@@ -63,7 +68,7 @@ def load_model_and_tokenizer(
     if local.exists() and not gguf_file:
         if not local.is_dir():
             raise FileNotFoundError(f"model path {path!r} is a file; give a model directory, a .gguf file, or a hub name")
-        if not any((local / name).is_file() for name in MODEL_MARKERS):
+        if not holds_model(local):
             raise FileNotFoundError(f"there is no model in {path}: config.json missing (give a model directory, "
                                     "a training checkpoint, or a .gguf file)")
     if local.exists():

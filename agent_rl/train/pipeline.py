@@ -30,7 +30,7 @@ from agent_rl.policy.base import Policy
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.policy.chat import ChatCodec
 from agent_rl.policy.factory import make_rollout_policy
-from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
+from agent_rl.policy.hf import HFPolicy, holds_model, load_model_and_tokenizer
 from agent_rl.policy.tiny import build_tiny_model
 from agent_rl.registry import make
 from agent_rl.rollout.envpool import EnvWorkers, import_modules
@@ -195,7 +195,7 @@ class TrainingRun:
         start = self.base_model_path()
         if cfg.sft.enabled:
             sft_path = self.out / "sft_model"
-            if not (sft_path / "config.json").exists() and self.dist.is_main:
+            if not holds_model(sft_path) and self.dist.is_main:  # a LoRA run saves only its adapter
                 self.sft(model, tokenizer, metrics)
             self.dist.barrier()
             start = sft_path
