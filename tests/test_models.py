@@ -24,7 +24,7 @@ from agent_rl.env_api import ActionSyntax
 from agent_rl.policy import fetch
 from agent_rl.policy.base import PolicyRequest
 from agent_rl.policy.chat import ChatCodec
-from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
+from agent_rl.policy.hf import HFPolicy, holds_model, load_model_and_tokenizer
 from agent_rl.rollout.memory import HistoryMemory
 from agent_rl.rollout.protocols import ACTION_ONLY
 from agent_rl.train.losses import response_logprobs
@@ -131,6 +131,7 @@ def test_a_saved_lora_adapter_reloads_with_trainable_adapters(tiny_model_dir: Pa
     expected = model(ids).logits
     model.save_pretrained(tmp_path / "sft")
     tokenizer.save_pretrained(tmp_path / "sft")
+    assert holds_model(tmp_path / "sft") and not holds_model(tmp_path)  # a resumed run skips a finished SFT
     reloaded, _ = load_model_and_tokenizer(str(tmp_path / "sft"))
     trainable = [name for name, p in reloaded.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
@@ -223,3 +224,27 @@ def test_smollm2_follows_the_action_only_protocol_zero_shot(smollm2):
     out = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=16).act([PolicyRequest(MESSAGES)])[0]
     parsed = ACTION_ONLY.parse(out.text, ActionSyntax())
     assert parsed.action in {"take red apple from table", "close box", "look"}, out.text
+
+
+@pytest.mark.parametrize("any_model", model_params(), indirect=True)
+def test_multi_turn_rows_are_the_sampled_ids_never_a_retokenisation(any_model, textworld_env_factory):
+    """Over multi-turn TextWorld episodes (history in the prompt), every trained row is exactly the prompt
+    ids the policy was fed followed by the ids it sampled; each prompt is its text tokenised once."""
+    from agent_rl.rollout.collector import Collector, EpisodeSpec
+    from agent_rl.train.rows import steps_of
+
+    model, tokenizer = any_model
+    policy = HFPolicy(model, tokenizer, temperature=1.0, max_new_tokens=10)
+    collector = Collector(textworld_env_factory, policy, HistoryMemory(window=2, protocol=ACTION_ONLY), max_turns=3)
+    torch.manual_seed(0)
+    try:
+        trajectories = collector.run([EpisodeSpec(i % 2, i, f"g{i % 2}", f"t{i}") for i in range(4)])
+    finally:
+        collector.close()
+    steps = steps_of(trajectories)
+    assert any(len(t.steps) > 1 for t in trajectories)
+    prompts, responses = build_token_rows(steps, np.zeros(len(steps)), tokenizer.pad_token_id).sequences()
+    assert prompts == [s.prompt_ids for s in steps] and responses == [s.response_ids for s in steps]
+    for step in steps:
+        assert tokenizer(step.prompt, add_special_tokens=False)["input_ids"] == step.prompt_ids
+        assert step.response_ids[-1] == tokenizer.eos_token_id or len(step.response_ids) == 10
