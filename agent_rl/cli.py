@@ -6,6 +6,7 @@
     agent-rl envs [ID]
     agent-rl init NAME                                     # scaffold a package of your own tools as an env
     agent-rl models fetch smollm2-135m                     # a pretrained instruct model, cached once
+    agent-rl view runs/demo                                # HTML report of a run or an eval folder
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from agent_rl.config import ConfigError, TrainConfig, load_config, to_yaml
+from agent_rl.config import RESPONSE_PROTOCOLS, ConfigError, TrainConfig, load_config, to_yaml
 from agent_rl.train.threads import apply_num_threads
 
 DEMO_CONFIG = Path(str(resources.files("agent_rl.configs") / "demo.yaml"))
@@ -42,24 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
 
     ev = sub.add_parser("eval", help="evaluate a policy on a split and write success-rate tables")
-    ev.add_argument("--env", required=True, help="env id, e.g. textworld/demo-v0")
+    ev.add_argument("--env", help="env id, e.g. textworld/demo-v0 (default: the run's, when --policy is a run)")
     ev.add_argument("--policy", required=True,
-                    help="'expert', 'random', a model directory, a .gguf file, a training checkpoint, or http:URL#MODEL")
-    ev.add_argument("--split", default="test", help="which split of the env's suite (default: test)")
+                    help="'expert', 'random', a model directory, a .gguf file, a training run or checkpoint "
+                         "(its config.yaml gives the protocol: env, env args, split, turns, history), or http:URL#MODEL")
+    ev.add_argument("--split", help="which split of the env's suite (default: the run's eval split, else test)")
     ev.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds (default: 0)")
     ev.add_argument("-n", "--episodes", type=int, help="episodes per seed (default: every task of the split)")
-    ev.add_argument("--max-turns", type=int, default=30, help="turn limit per episode (default: 30)")
-    ev.add_argument("--history", type=int, default=2, help="previous steps shown in each prompt (default: 2)")
+    ev.add_argument("--max-turns", type=int, help="turn limit per episode (default: the run's, else 30)")
+    ev.add_argument("--history", type=int, help="previous steps shown in each prompt (default: the run's, else 2)")
     ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy")
     ev.add_argument("--max-new-tokens", type=int, default=64)
-    ev.add_argument("--protocol", default="tags", choices=["tags", "action-only"],
-                    help="what the model is asked to write: <think>/<action> tags, or the bare action (default: tags)")
+    ev.add_argument("--protocol", choices=RESPONSE_PROTOCOLS,
+                    help="what the model is asked to write: <think>/<action> tags, or the bare action "
+                         "(default: the run's env.protocol, else tags)")
     ev.add_argument("--batch-size", type=int, default=64, help="episodes played at once")
     ev.add_argument("--num-threads", type=int, default=0,
                     help="torch threads (default 0: OMP_NUM_THREADS, else the cores this process may use)")
     ev.add_argument("--out", help="output directory (default: runs/eval/<env>/<policy>)")
     ev.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra keyword argument for the env (repeatable; values parsed as YAML)")
+                    help="keyword argument for the env (repeatable; values parsed as YAML), over the run's env args")
     ev.add_argument("--env-workers", type=int, default=0,
                     help="run the envs on N Ray worker processes (pip install agent-rl[ray]); 0 = in this process")
     ev.add_argument("--worker-module", action="append", default=[], metavar="MODULE",
@@ -83,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     algos = sub.add_parser("algos", help="list the credit-assignment methods, or show one's options")
     algos.add_argument("name", nargs="?", help="show this method's options, defaults and preset")
+
+    view = sub.add_parser("view", help="write an HTML report of a run or an eval folder: curves, tables, every episode")
+    view.add_argument("path", help="a run directory (agent-rl train --out) or an eval folder (agent-rl eval --out)")
+    view.add_argument("--out", help="report folder (default: PATH/view); an earlier report there is replaced")
+    view.add_argument("--serve", action="store_true", help="also serve the report on http://127.0.0.1:PORT")
+    view.add_argument("--port", type=int, default=8000, help="port for --serve (default: 8000; 0 = any free port)")
     return parser
 
 
@@ -97,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # id UnknownEnvError. Any other KeyError is a bug and keeps its traceback.
     try:
         return {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "init": cmd_init,
-                "algos": cmd_algos, "models": cmd_models}[args.command](args)
+                "algos": cmd_algos, "models": cmd_models, "view": cmd_view}[args.command](args)
     except (UserError, ConfigError, FileNotFoundError, ValueError, UnknownEnvError) as err:
         print(f"agent-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -195,6 +204,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     except ImportError as err:  # the gguf extra is missing: a one-line hint, not a traceback
         raise UserError(str(err)) from err
     print(f"{args.name}: {path}\nuse it with model.path={args.name} (or --policy {args.name} in agent-rl eval)")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from agent_rl.view import render_report
+
+    index = render_report(args.path, args.out or Path(args.path) / "view")
+    print(f"report written: {index.resolve().as_uri()}")
+    if args.serve:
+        from agent_rl.view.serve import make_server
+
+        try:
+            server = make_server(index.parent, args.port)
+        except OSError as err:  # e.g. the port is taken
+            raise UserError(f"cannot serve on 127.0.0.1:{args.port}: {err.strerror}; pick another --port") from err
+        print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
     return 0
 
 

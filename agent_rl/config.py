@@ -193,6 +193,15 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    """Where metrics go besides `metrics.jsonl` and TensorBoard, which every run writes."""
+
+    wandb: bool = False  # also log to Weights & Biases (pip install wandb; WANDB_MODE=offline needs no account)
+    wandb_project: str = "agent-rl"
+    wandb_name: str | None = None  # the W&B run's name; None = the run directory's name
+
+
+@dataclass
 class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -204,6 +213,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
+    log: LogConfig = field(default_factory=LogConfig)
     iterations: int = 20
     seed: int = 0
     out_dir: str = "runs/demo"

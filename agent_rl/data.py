@@ -35,6 +35,9 @@ class Step:
     logprobs: list[float] = field(default_factory=list)  # rollout-time, one per response token
     entropy: list[float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # The credit method's advantage of this step, as the trainer trained it (written into
+    # trajectories/iter-*.jsonl); None where no credit ran: eval episodes, a crashed env's steps.
+    advantage: float | None = None
 
 
 @dataclass

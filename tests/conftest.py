@@ -121,3 +121,18 @@ def tiny_suite_name(textworld_suite: GeneratedSuite, monkeypatch: pytest.MonkeyP
     YAML configs) can select it: `suite=<name>` with `cache_dir=textworld_suite.cache_dir`."""
     monkeypatch.setitem(SUITES, textworld_suite.suite.name, textworld_suite.suite)
     return textworld_suite.suite.name
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir: Path, textworld_suite: GeneratedSuite, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real finished run directory: the tiny model, SFT, 2 GRPO iterations, three evaluations (seconds)."""
+    from tiny_runs import tiny_run_config
+
+    from agent_rl.train.pipeline import TrainingRun
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(SUITES, textworld_suite.suite.name, textworld_suite.suite)
+        TrainingRun(tiny_run_config(out, tiny_model_dir, textworld_suite.suite.name, textworld_suite.cache_dir),
+                    log=lambda line: None).run()
+    return out

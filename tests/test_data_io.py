@@ -33,7 +33,7 @@ def make_traj(traj_id: str, group_id: str = "g0", anchors: tuple[str, ...] = ("s
 
 @pytest.fixture
 def rich_trajectories() -> list[Trajectory]:
-    """Values JSON can mangle: exact floats, unicode, nested info, None entropy, empty episodes."""
+    """Values JSON can mangle: exact floats, unicode, nested info, None entropy and advantage, empty episodes."""
     first = Trajectory(
         task_id="tiny/test/0001",
         group_id="it3/g1",
@@ -48,6 +48,7 @@ def rich_trajectories() -> list[Trajectory]:
                 response_ids=[7, 8, 4],
                 logprobs=[-1e-300, -2.5e-8, -123.456789012345678],
                 entropy=None,
+                advantage=-0.1 - 0.2,  # the trainer's advantage, bit-exact like every float
                 info={"error": "", "nested": {"list": [1, 2.5, None, True], "deep": {"x": [{"y": "z"}]}}},
             ),
             make_step(anchor="a1b2", reward=-0.0, valid=False, action=None, entropy=[0.5, 1e-7],
@@ -71,6 +72,7 @@ def test_trajectory_jsonl_round_trip_is_lossless(tmp_path: Path, rich_trajectori
     assert back[0].steps[0].reward == 0.30000000000000004  # bit-exact, not rounded
     assert back[0].steps[0].logprobs[0] == -1e-300
     assert back[0].steps[0].entropy is None and back[0].steps[1].entropy == [0.5, 1e-7]
+    assert back[0].steps[0].advantage == -0.30000000000000004 and back[0].steps[1].advantage is None
     assert isinstance(back[0].steps[0], Step)
     # one record per line: embedded newlines in text are escaped
     assert len(path.read_text().splitlines()) == 2

@@ -101,3 +101,20 @@ def test_expert_writes_in_the_protocol():
     request = PolicyRequest(messages=[], info={"expert_action": "go north"})
     assert ExpertPolicy(protocol=ACTION_ONLY).act([request])[0].text == "go north"
     assert ExpertPolicy().act([request])[0].text == "<action>go north</action>"
+
+
+def test_eval_of_a_run_plays_its_response_protocol_unless_told(tmp_path):
+    from agent_rl.cli import build_parser
+    from agent_rl.config import to_yaml
+    from agent_rl.eval.runner import resolve_protocol
+
+    (tmp_path / "config.yaml").write_text(to_yaml(load_config(overrides=["env.protocol=action-only"])))
+    said = []
+    for flags, expected in (([], "action-only"), (["--protocol", "tags"], "tags")):
+        args = build_parser().parse_args(["eval", "--policy", str(tmp_path / "checkpoints" / "iter-000001"), *flags])
+        resolve_protocol(args, log=said.append)
+        assert args.protocol == expected
+    assert "response protocol action-only (from the run)" in said[0] and "tags (given)" in said[1]
+    bare = build_parser().parse_args(["eval", "--env", "textworld/demo-v0", "--policy", "expert"])
+    resolve_protocol(bare)
+    assert bare.protocol == "tags"

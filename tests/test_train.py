@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_runs import tiny_run_config
 
 from agent_rl.config import (
     AlgoConfig,
     EnvConfig,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
     PPOConfig,
     RolloutConfig,
     SFTConfig,
@@ -407,22 +405,6 @@ class ResumeRuns:
     config: TrainConfig
 
 
-def resume_config(out: Path, model_dir: Path, suite: str, cache_dir: Path) -> TrainConfig:
-    return TrainConfig(
-        env=EnvConfig(id="textworld/demo-v0", kwargs={"suite": suite, "cache_dir": str(cache_dir)}, max_turns=3),
-        model=ModelConfig(path=str(model_dir), device="cpu"),
-        rollout=RolloutConfig(tasks_per_iteration=2, group_size=2, temperature=1.0, max_new_tokens=8),
-        # GRPO's invalid-action penalty gives the untrained model non-zero advantages, so the update moves
-        algo=AlgoConfig(name="grpo"),
-        optim=OptimConfig(lr=1e-3),
-        ppo=PPOConfig(mini_batch_rows=4, micro_batch_rows=2),
-        sft=SFTConfig(enabled=True, epochs=1, lr=1e-3, batch_rows=4),
-        eval=EvalConfig(seeds=[0], episodes=1),
-        iterations=2,
-        out_dir=str(out),
-    )
-
-
 @pytest.fixture(scope="module")
 def resume_runs(tiny_model_dir: Path, textworld_suite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResumeRuns]:
     from agent_rl.envs.textworld.suites import SUITES
@@ -430,7 +412,7 @@ def resume_runs(tiny_model_dir: Path, textworld_suite, tmp_path_factory: pytest.
     root = tmp_path_factory.mktemp("resume")
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(SUITES, textworld_suite.suite.name, textworld_suite.suite)
-        configs = [resume_config(root / name, tiny_model_dir, textworld_suite.suite.name, textworld_suite.cache_dir)
+        configs = [tiny_run_config(root / name, tiny_model_dir, textworld_suite.suite.name, textworld_suite.cache_dir)
                    for name in ("straight", "resumed")]
         TrainingRun(configs[0], log=lambda line: None).run()
 

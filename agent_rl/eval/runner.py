@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from tqdm import tqdm
 
+from agent_rl.config import TrainConfig, load_config
 from agent_rl.env_api import describe_tasks
 from agent_rl.eval.harness import evaluate, success_definition
 from agent_rl.eval.tables import EvalProtocol
@@ -71,7 +74,59 @@ def parse_env_args(items: list[str]) -> dict[str, Any]:
     return kwargs
 
 
+DEFAULT_MAX_TURNS = 30
+DEFAULT_HISTORY = 2
+DEFAULT_SPLIT = "test"
+DEFAULT_PROTOCOL = "tags"
+
+
+def run_config(policy: str) -> tuple[Path, TrainConfig] | None:
+    """The saved config of the training run that `policy` names: the run directory itself, one of its
+    model folders (`sft_model/`, `base_model/`) or one of its checkpoints (`checkpoints/iter-*`)."""
+    path = Path(policy).expanduser()
+    candidates = [path, path.parent] + ([path.parent.parent] if path.parent.name == "checkpoints" else [])
+    for folder in candidates:
+        if (folder / "config.yaml").is_file():
+            return folder / "config.yaml", load_config(folder / "config.yaml")
+    return None
+
+
+def resolve_protocol(args: argparse.Namespace, log: Callable[[str], None] = print) -> None:
+    """Fill the protocol flags left unset (`--env`, `--split`, `--max-turns`, `--history`, `--protocol`, env args)
+    from the run's config.yaml when `--policy` is a training run, else the defaults; say which values it used.
+
+    Flags given on the command line win; the run's env args are used only for the run's own env.
+    """
+    found = run_config(args.policy)
+    if found is None:
+        if args.env is None:
+            raise ValueError("--env is required unless --policy is a training run (a folder with config.yaml)")
+        args.split = args.split or DEFAULT_SPLIT
+        args.max_turns = DEFAULT_MAX_TURNS if args.max_turns is None else args.max_turns
+        args.history = DEFAULT_HISTORY if args.history is None else args.history
+        args.protocol = args.protocol or DEFAULT_PROTOCOL
+        return
+    path, config = found
+    run_env = config.env
+    flags = ("env", "split", "max_turns", "history", "protocol")
+    given = {name for name in flags if getattr(args, name) is not None}
+    args.env = args.env or run_env.id
+    same_env = args.env == run_env.id
+    args.split = args.split or (run_env.eval_split if same_env else DEFAULT_SPLIT)
+    args.max_turns = run_env.max_turns if args.max_turns is None else args.max_turns
+    args.history = run_env.history_window if args.history is None else args.history
+    args.protocol = args.protocol or run_env.protocol
+    run_env_args = [f"{key}={json.dumps(value)}" for key, value in run_env.kwargs.items()] if same_env else []
+    args.env_arg = run_env_args + list(args.env_arg)  # later wins in parse_env_args
+    source = {name: "given" if name in given else "from the run" for name in flags}
+    log(f"eval protocol ({path}): env {args.env} ({source['env']}), split {args.split} ({source['split']}), "
+        f"max turns {args.max_turns} ({source['max_turns']}), history {args.history} ({source['history']}), "
+        f"response protocol {args.protocol} ({source['protocol']}), "
+        f"env args {parse_env_args(args.env_arg)}" + (" (the run's, then --env-arg)" if same_env else " (--env-arg)"))
+
+
 def run_eval(args: argparse.Namespace) -> Path:
+    resolve_protocol(args)
     workers = EnvWorkers(args.env_workers, modules=tuple(args.worker_module))
     import_modules(workers.modules)  # a user's register() calls, before the id is looked up
     spec(args.env)  # unknown ids fail before any model is loaded

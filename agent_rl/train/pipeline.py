@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from agent_rl.rollout.envpool import EnvWorkers, import_modules
 from agent_rl.rollout.memory import memory_for
 from agent_rl.train.checkpoint import list_checkpoints
 from agent_rl.train.distributed import Distributed
-from agent_rl.train.metrics import MetricsLog
+from agent_rl.train.metrics import MetricsLog, progress_line
 from agent_rl.train.sft import collect_demonstrations, sft_train
 from agent_rl.train.trainer import RLTrainer
 
@@ -185,7 +186,9 @@ class TrainingRun:
         checkpoints = list_checkpoints(self.out / "checkpoints")
         resuming_from = int(checkpoints[-1].name.split("-")[1]) if checkpoints else None
         log_dir = self.out if self.dist.is_main else self.out / "ranks" / f"rank{self.dist.rank}"
-        metrics = MetricsLog(log_dir, resume_from_iteration=resuming_from or 0)
+        metrics = MetricsLog(log_dir, resume_from_iteration=resuming_from or 0,
+                             log=cfg.log if self.dist.is_main else None,
+                             config=OmegaConf.to_container(OmegaConf.structured(cfg)))
         seed_everything(cfg.seed)  # a resumed run then restores the checkpoint's RNG states
 
         model, tokenizer = self.load(self.base_model_path())
@@ -222,6 +225,7 @@ class TrainingRun:
     def rl_loop(self, trainer: RLTrainer, metrics: MetricsLog) -> None:
         cfg = self.config
         bar = tqdm(total=cfg.iterations, initial=trainer.iteration, desc=f"rl {cfg.algo.name}", unit="it")
+        started, first = time.perf_counter(), trainer.iteration
         while trainer.iteration < cfg.iterations:
             row = trainer.step()
             if cfg.eval.every and trainer.iteration % cfg.eval.every == 0:
@@ -233,6 +237,10 @@ class TrainingRun:
                 trainer.save()
             bar.set_postfix(success=f"{row['train/success_rate']:.2f}", loss=f"{row['train/loss']:.3f}")
             bar.update()
+            per_iteration = (time.perf_counter() - started) / (trainer.iteration - first)
+            if self.dist.is_main:
+                bar.write(progress_line(trainer.iteration, cfg.iterations, row,
+                                        per_iteration * (cfg.iterations - trainer.iteration)))
         bar.close()
         trainer.collector.close()
 

@@ -13,7 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agent_rl.config import TrainConfig
 from agent_rl.credit import make_credit, zero_advantage_fraction
-from agent_rl.data import StepRows, Trajectory
+from agent_rl.data import Step, StepRows, Trajectory
 from agent_rl.env_api import TextEnv
 from agent_rl.io import write_trajectories
 from agent_rl.policy.base import Policy, SyncedPolicy
@@ -47,6 +47,12 @@ def episode_metrics(trajectories: list[Trajectory], prefix: str) -> dict[str, fl
         f"{prefix}/invalid_rate": sum(t.num_invalid for t in trajectories) / max(steps, 1),
         f"{prefix}/truncated_rate": float(np.mean([t.truncated for t in trajectories])),
     }
+
+
+def mean_entropy(steps: list[Step]) -> float:
+    """Mean rollout-time entropy over the sampled tokens of `steps`; NaN when the policy reported none."""
+    values = [value for step in steps if step.entropy for value in step.entropy]
+    return float(np.mean(values)) if values else float("nan")
 
 
 class RLTrainer:
@@ -142,6 +148,8 @@ class RLTrainer:
         step_rows = self.credit.annotate(trained, StepRows.from_trajectories(trained)) if steps else None
         advantages = self.credit(step_rows) if step_rows is not None else np.zeros(0)
         timings["time/credit"] = time.perf_counter() - clock
+        for step, advantage in zip(steps, advantages, strict=True):
+            step.advantage = float(advantage)  # kept in the iteration's trajectory file, for `agent-rl view`
 
         rows = build_token_rows(steps, advantages, self.tokenizer.pad_token_id) if steps else None
         clock = time.perf_counter()
@@ -179,6 +187,7 @@ class RLTrainer:
             "train/zero_advantage_fraction": zero_advantage_fraction(advantages) if steps else float("nan"),
             "train/advantage_abs_mean": float(np.abs(advantages).mean()) if steps else float("nan"),
             "train/logprob_mismatch": mismatch,
+            "train/entropy": mean_entropy(steps),
             **timings,
             "time/iteration": sum(timings.values()),
         }
