@@ -6,8 +6,8 @@ import pytest
 
 from agent_rl.config import ConfigError, load_config
 from agent_rl.env_api import ActionSyntax
-from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.policy.base import PolicyRequest
+from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.rollout.memory import HistoryMemory, memory_for
 from agent_rl.rollout.protocols import ACTION_ONLY, TAGS, parse_action_only, protocol_of
 
@@ -47,8 +47,8 @@ ACTION_ONLY_TABLE = [
     ("", None),
     ("   \n\n  ", None),
     ("<think>I am still thinking about what to", None),
-    ("-= Kitchen =- You are in a kitchen. You see a closed box and a table with an apple on it and there is "
-     "an exit to the north and another one to the south", None),
+    (("-= Kitchen =- You are in a kitchen. You see a closed box and a table with an apple on it and there is "
+      "an exit to the north and another one to the south"), None),
     ("I think that the best thing to do now would be to look around the room for the key to the box", None),
     ("```\n\n```", None),
     ("take\x00apple", None),
@@ -118,3 +118,13 @@ def test_eval_of_a_run_plays_its_response_protocol_unless_told(tmp_path):
     bare = build_parser().parse_args(["eval", "--env", "textworld/demo-v0", "--policy", "expert"])
     resolve_protocol(bare)
     assert bare.protocol == "tags"
+
+
+def test_the_zero_shot_table_covers_every_built_in_env_family():
+    from experiment_scripts import load_experiment
+
+    from agent_rl.registry import registered_ids, spec
+
+    built_in = {i.split("/")[0] for i in registered_ids() if spec(i).entry_point.startswith("agent_rl.envs.")}
+    budgets = load_experiment("smollm2_zero_shot").BUDGETS
+    assert {i.split("/")[0] for i in budgets} == built_in and all(b.split == "test" for b in budgets.values())
