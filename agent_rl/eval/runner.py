@@ -21,6 +21,7 @@ from agent_rl.policy.base import Policy
 from agent_rl.registry import make, spec
 from agent_rl.rollout.envpool import EnvWorkers, import_modules
 from agent_rl.rollout.memory import HistoryMemory
+from agent_rl.rollout.protocols import protocol_of
 from agent_rl.train.checkpoint import list_checkpoints
 
 
@@ -41,10 +42,11 @@ def build_policy(name: str, args: argparse.Namespace) -> tuple[Policy, dict[str,
     """The policy, the env kwargs it needs, and its label for the table."""
     from agent_rl.policy.baselines import ExpertPolicy, RandomPolicy
 
+    protocol = protocol_of(args.protocol)
     if name == "expert":
-        return ExpertPolicy(), {"expert": True}, "expert (the env's scripted expert)"
+        return ExpertPolicy(protocol=protocol), {"expert": True}, "expert (the env's scripted expert)"
     if name == "random":
-        return RandomPolicy(seed=args.seeds[0]), {}, "random (uniform over admissible actions)"
+        return RandomPolicy(seed=args.seeds[0], protocol=protocol), {}, "random (uniform over admissible actions)"
     if name.startswith(("http:", "https:")):
         from agent_rl.policy.http import OpenAIChatPolicy
 
@@ -75,6 +77,7 @@ def parse_env_args(items: list[str]) -> dict[str, Any]:
 DEFAULT_MAX_TURNS = 30
 DEFAULT_HISTORY = 2
 DEFAULT_SPLIT = "test"
+DEFAULT_PROTOCOL = "tags"
 
 
 def run_config(policy: str) -> tuple[Path, TrainConfig] | None:
@@ -89,8 +92,8 @@ def run_config(policy: str) -> tuple[Path, TrainConfig] | None:
 
 
 def resolve_protocol(args: argparse.Namespace, log: Callable[[str], None] = print) -> None:
-    """Fill the protocol flags left unset (`--env`, `--split`, `--max-turns`, `--history`, env args) from the
-    run's config.yaml when `--policy` is a training run, else the defaults; say which values it used.
+    """Fill the protocol flags left unset (`--env`, `--split`, `--max-turns`, `--history`, `--protocol`, env args)
+    from the run's config.yaml when `--policy` is a training run, else the defaults; say which values it used.
 
     Flags given on the command line win; the run's env args are used only for the run's own env.
     """
@@ -101,20 +104,24 @@ def resolve_protocol(args: argparse.Namespace, log: Callable[[str], None] = prin
         args.split = args.split or DEFAULT_SPLIT
         args.max_turns = DEFAULT_MAX_TURNS if args.max_turns is None else args.max_turns
         args.history = DEFAULT_HISTORY if args.history is None else args.history
+        args.protocol = args.protocol or DEFAULT_PROTOCOL
         return
     path, config = found
     run_env = config.env
-    given = {name for name in ("env", "split", "max_turns", "history") if getattr(args, name) is not None}
+    flags = ("env", "split", "max_turns", "history", "protocol")
+    given = {name for name in flags if getattr(args, name) is not None}
     args.env = args.env or run_env.id
     same_env = args.env == run_env.id
     args.split = args.split or (run_env.eval_split if same_env else DEFAULT_SPLIT)
     args.max_turns = run_env.max_turns if args.max_turns is None else args.max_turns
     args.history = run_env.history_window if args.history is None else args.history
+    args.protocol = args.protocol or run_env.protocol
     run_env_args = [f"{key}={json.dumps(value)}" for key, value in run_env.kwargs.items()] if same_env else []
     args.env_arg = run_env_args + list(args.env_arg)  # later wins in parse_env_args
-    source = {name: "given" if name in given else "from the run" for name in ("env", "split", "max_turns", "history")}
+    source = {name: "given" if name in given else "from the run" for name in flags}
     log(f"eval protocol ({path}): env {args.env} ({source['env']}), split {args.split} ({source['split']}), "
         f"max turns {args.max_turns} ({source['max_turns']}), history {args.history} ({source['history']}), "
+        f"response protocol {args.protocol} ({source['protocol']}), "
         f"env args {parse_env_args(args.env_arg)}" + (" (the run's, then --env-arg)" if same_env else " (--env-arg)"))
 
 
@@ -132,11 +139,12 @@ def run_eval(args: argparse.Namespace) -> Path:
         episodes_per_seed=args.episodes or tasks.size, catalog_size=tasks.size, max_steps=args.max_turns,
         success_definition=success_definition(None if args.policy in NON_DECODING_POLICIES else args.temperature,
                                               tasks.won_means),
-        task_set=tasks.name,
+        task_set=tasks.name, response_protocol=args.protocol,
     )
     out = Path(args.out or Path("runs") / "eval" / args.env.replace("/", "_") / re.sub(r"\W+", "_", args.policy))
     with tqdm(total=len(protocol.seeds) * protocol.episodes_per_seed, desc="eval", unit="ep") as bar:
-        evaluate(make_env, policy, protocol, HistoryMemory(window=args.history), out, args.batch_size,
+        memory = HistoryMemory(window=args.history, protocol=protocol_of(args.protocol))
+        evaluate(make_env, policy, protocol, memory, out, args.batch_size,
                  config={"argv": vars(args), "env_kwargs": env_kwargs}, progress=bar.update, workers=workers)
     print((out / "table.md").read_text())
     print(f"episodes, metadata and tables written to {out}")

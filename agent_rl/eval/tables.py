@@ -89,6 +89,7 @@ class EvalProtocol:
     max_steps: int = field(metadata={"label": "Max steps"})
     success_definition: str = field(metadata={"label": "Success"})
     task_set: str = field(default="", metadata={"label": "Task set"})  # which suite / catalog / data (TextEnv.task_set)
+    response_protocol: str = field(default="tags", metadata={"label": "Response protocol"})  # env.protocol
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))  # a YAML / JSON list arrives as a list

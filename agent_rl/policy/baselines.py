@@ -6,7 +6,7 @@ import random
 
 from agent_rl.policy.base import PolicyOutput, PolicyRequest
 from agent_rl.policy.chat import ChatCodec
-from agent_rl.rollout.parsing import format_action
+from agent_rl.rollout.protocols import TAGS, ResponseProtocol
 
 
 class ExpertPolicy:
@@ -18,15 +18,16 @@ class ExpertPolicy:
 
     needs_expert = True
 
-    def __init__(self, codec: ChatCodec | None = None) -> None:
+    def __init__(self, codec: ChatCodec | None = None, protocol: ResponseProtocol = TAGS) -> None:
         self.codec = codec
+        self.protocol = protocol  # the response format the demonstrations teach
 
     def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
         outputs = []
         for request in requests:
             if "expert_action" not in request.info:
                 raise ValueError("the env gives no info['expert_action']: make it with expert=True")
-            text = format_action(request.info["expert_action"])
+            text = self.protocol.format(request.info["expert_action"])
             if self.codec is None:
                 outputs.append(PolicyOutput(text=text))
                 continue
@@ -41,8 +42,9 @@ class RandomPolicy:
 
     needs_expert = False
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, protocol: ResponseProtocol = TAGS) -> None:
         self.rng = random.Random(seed)
+        self.protocol = protocol
 
     def act(self, requests: list[PolicyRequest]) -> list[PolicyOutput]:
         outputs = []
@@ -50,5 +52,5 @@ class RandomPolicy:
             actions = request.info.get("admissible_actions")
             if not actions:
                 raise ValueError("the random policy needs info['admissible_actions'], which this env does not give")
-            outputs.append(PolicyOutput(text=format_action(self.rng.choice(actions))))
+            outputs.append(PolicyOutput(text=self.protocol.format(self.rng.choice(actions))))
         return outputs

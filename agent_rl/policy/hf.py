@@ -17,10 +17,27 @@ MODEL_MARKERS = ("config.json", "adapter_config.json")  # a model directory, or 
 _HUB_ID = re.compile(r"(?:[\w.-]+/)?[\w.-]+")
 
 
+def holds_model(path: str | Path) -> bool:
+    """Whether a directory holds a saved model or a peft adapter (what `save_pretrained` leaves)."""
+    return any((Path(path) / name).is_file() for name in MODEL_MARKERS)
+
+
 def looks_like_hub_id(path: str) -> bool:
     """`name` or `org/name`, as the hub spells repository ids; `./x`, `../x`, `~/x`, `/x`, `a/b/c` are paths."""
     return (bool(_HUB_ID.fullmatch(path)) and not path.startswith((".", "-")) and ".." not in path
             and "--" not in path and len(path) <= 96)
+
+
+def resolve_known_model(path: str) -> str | Path:
+    """A known model's name (`agent-rl models list`) is its cached checkpoint; any other path is kept."""
+    from agent_rl.policy.fetch import KNOWN_MODELS, model_dir
+
+    if path not in KNOWN_MODELS or Path(path).exists():
+        return path
+    cached = model_dir(path)
+    if not (cached / "config.json").is_file():
+        raise FileNotFoundError(f"model {path!r} is not cached yet: run `agent-rl models fetch {path}`")
+    return cached
 
 
 def load_model_and_tokenizer(
@@ -32,10 +49,12 @@ def load_model_and_tokenizer(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load any causal LM transformers can: a local directory, a hub name (network allowed), or a GGUF file.
 
+    A known model's name (`smollm2-135m`, see `agent_rl.policy.fetch`) means its cached checkpoint.
     A path ending in `.gguf` is read as `gguf_file` inside its directory (transformers dequantises it).
     A path that exists is local, and must hold a model (config.json); one that does not exist is a hub
     name only if it looks like one (`name` or `org/name`), otherwise FileNotFoundError at once.
     """
+    path = str(resolve_known_model(path))
     if path.endswith(".gguf"):
         path, gguf_file = str(Path(path).parent), Path(path).name
     local = Path(path).expanduser()
@@ -49,7 +68,7 @@ def load_model_and_tokenizer(
     if local.exists() and not gguf_file:
         if not local.is_dir():
             raise FileNotFoundError(f"model path {path!r} is a file; give a model directory, a .gguf file, or a hub name")
-        if not any((local / name).is_file() for name in MODEL_MARKERS):
+        if not holds_model(local):
             raise FileNotFoundError(f"there is no model in {path}: config.json missing (give a model directory, "
                                     "a training checkpoint, or a .gguf file)")
     if local.exists():
@@ -57,12 +76,13 @@ def load_model_and_tokenizer(
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        if (Path(path) / "adapter_config.json").is_file() and not (Path(path) / "config.json").is_file():
+            return _load_adapter(path, dtype, device), _with_pad(tokenizer)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
     except OSError as err:
         offline = " (this machine is offline: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise FileNotFoundError(f"could not load model {path!r}{offline}: {err}") from err
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token  # batching needs a pad id; pads are masked anyway
+    tokenizer = _with_pad(tokenizer)
     if lora is not None and lora.enabled:
         from peft import LoraConfig, get_peft_model  # optional extra: agent-rl[lora]
 
@@ -72,6 +92,25 @@ def load_model_and_tokenizer(
                        target_modules=list(lora.target_modules), task_type="CAUSAL_LM"),
         )
     return model.to(device), tokenizer
+
+
+def _with_pad(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # batching needs a pad id; pads are masked anyway
+    return tokenizer
+
+
+def _load_adapter(path: str, dtype: str, device: str) -> PreTrainedModel:
+    """A saved LoRA adapter (an SFT stage, a checkpoint) on its base model, its adapters trainable.
+
+    transformers' own adapter loading freezes the adapters, so an RL stage started from an SFT adapter
+    would train nothing; peft's `is_trainable=True` keeps them trainable, the base frozen.
+    """
+    from peft import PeftConfig, PeftModel  # optional extra: agent-rl[lora]
+
+    base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
+    base, _ = load_model_and_tokenizer(str(base_path), dtype=dtype, device=device)
+    return PeftModel.from_pretrained(base, path, is_trainable=True).to(device)
 
 
 class HFPolicy:

@@ -15,7 +15,6 @@ from agent_rl.env_api import ActionSyntax, TextEnv
 from agent_rl.policy.base import Policy, PolicyRequest
 from agent_rl.rollout.envpool import EnvRaised, EnvWorkers, PoolReply, Reset, make_env_pool
 from agent_rl.rollout.memory import HistoryMemory
-from agent_rl.rollout.parsing import parse_response
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +257,7 @@ class Collector:
 
     def _advance(self, episodes: list[_LiveEpisode], steps: list[Step]) -> None:
         """Take one turn in each episode: parse each response, step every parsed action in one pool call."""
-        parsed = [parse_response(step.response, ep.action_syntax) for ep, step in zip(episodes, steps)]
+        parsed = [self.memory.protocol.parse(step.response, ep.action_syntax) for ep, step in zip(episodes, steps)]
         actions = {ep.slot: p.action for ep, p in zip(episodes, parsed) if p.action is not None}
         start = time.perf_counter()
         reply = self._call(self.pool.step, actions) if actions else PoolReply()

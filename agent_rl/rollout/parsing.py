@@ -32,6 +32,13 @@ def parse_response(text: str, syntax: ActionSyntax = ONE_LINE) -> ParsedResponse
         action = " ".join(actions[0].split())
     if not action.strip():
         return ParsedResponse(None, "the <action> block is empty")
+    return check_action(action, syntax)
+
+
+def check_action(action: str, syntax: ActionSyntax) -> ParsedResponse:
+    """`action` as parsed if it is non-empty, printable and short enough for `syntax`; else why not."""
+    if not action.strip():
+        return ParsedResponse(None, "the action is empty")
     if len(action) > syntax.max_chars:
         return ParsedResponse(None, f"the action is longer than {syntax.max_chars} characters")
     if not all(line.isprintable() for line in action.split("\n")):

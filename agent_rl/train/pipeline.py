@@ -31,11 +31,11 @@ from agent_rl.policy.base import Policy
 from agent_rl.policy.baselines import ExpertPolicy
 from agent_rl.policy.chat import ChatCodec
 from agent_rl.policy.factory import make_rollout_policy
-from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
+from agent_rl.policy.hf import HFPolicy, holds_model, load_model_and_tokenizer
 from agent_rl.policy.tiny import build_tiny_model
 from agent_rl.registry import make
 from agent_rl.rollout.envpool import EnvWorkers, import_modules
-from agent_rl.rollout.memory import HistoryMemory
+from agent_rl.rollout.memory import memory_for
 from agent_rl.train.checkpoint import list_checkpoints
 from agent_rl.train.distributed import Distributed
 from agent_rl.train.metrics import MetricsLog, progress_line
@@ -68,7 +68,7 @@ class TrainingRun:
         self.log = log
         import_modules(config.rollout.worker_modules)  # a user's register() calls, before env ids are looked up
         self.device = resolve_device(config.model.device)
-        self.memory = HistoryMemory(window=config.env.history_window)
+        self.memory = memory_for(config.env)
         self.train_env = env_factory(config, config.env.train_split)
         self.eval_env = env_factory(config, config.env.eval_split)
         # Under `accelerate launch` every rank trains; rank 0 alone builds models, evaluates and writes.
@@ -97,7 +97,7 @@ class TrainingRun:
         path = self.out / "base_model"
         if not (path / "config.json").exists() and self.dist.is_main:
             self.log("building the tiny model: a BPE tokenizer trained on the training tasks' text, random init")
-            demos = self.demonstrations(expert=ExpertPolicy())
+            demos = self.demonstrations(expert=ExpertPolicy(protocol=self.memory.protocol))
             corpus = [self.memory.system_prompt] + [text for t in demos for s in t.steps for text in (s.prompt, s.response)]
             with atomic_directory(path) as tmp:
                 build_tiny_model(tmp, corpus, self.config.model.tiny)
@@ -120,7 +120,7 @@ class TrainingRun:
 
     def sft(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, metrics: MetricsLog) -> Path:
         cfg = self.config
-        demos = self.demonstrations(expert=ExpertPolicy(ChatCodec(tokenizer)))
+        demos = self.demonstrations(expert=ExpertPolicy(ChatCodec(tokenizer), self.memory.protocol))
         steps = sum(len(t.steps) for t in demos)
         self.log(f"SFT warm-start ({cfg.sft.backend}): {len(demos)} expert episodes, {steps} steps, "
                  f"{cfg.sft.epochs} epochs")
@@ -167,6 +167,7 @@ class TrainingRun:
             env_id=cfg.env.id, split=cfg.env.eval_split, policy=policy_label, seeds=tuple(cfg.eval.seeds),
             episodes_per_seed=cfg.eval.episodes or tasks.size, catalog_size=tasks.size, max_steps=cfg.env.max_turns,
             success_definition=success_definition(cfg.eval.temperature, tasks.won_means), task_set=tasks.name,
+            response_protocol=cfg.env.protocol,
         )
         total = len(protocol.seeds) * protocol.episodes_per_seed
         with tqdm(total=total, desc=f"eval {name}", unit="ep", leave=False) as bar:
@@ -199,7 +200,7 @@ class TrainingRun:
         start = self.base_model_path()
         if cfg.sft.enabled:
             sft_path = self.out / "sft_model"
-            if not (sft_path / "config.json").exists() and self.dist.is_main:
+            if not holds_model(sft_path) and self.dist.is_main:  # a LoRA run saves only its adapter
                 self.sft(model, tokenizer, metrics)
             self.dist.barrier()
             start = sft_path

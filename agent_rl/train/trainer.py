@@ -22,7 +22,7 @@ from agent_rl.policy.factory import make_rollout_policy
 from agent_rl.policy.vllm import max_logprob_gap
 from agent_rl.rollout.collector import Collector
 from agent_rl.rollout.envpool import EnvWorkers
-from agent_rl.rollout.memory import HistoryMemory
+from agent_rl.rollout.memory import memory_for
 from agent_rl.rollout.sampler import TaskSampler
 from agent_rl.train.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
 from agent_rl.train.distributed import Distributed
@@ -86,7 +86,7 @@ class RLTrainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.train_model, self.optimizer = self.dist.prepare(model, make_optimizer(model, config.optim.lr, config))
         self.policy = policy or make_rollout_policy(config, model, tokenizer, self.dist.rank, self.dist.world > 1)
-        memory = HistoryMemory(window=config.env.history_window)
+        memory = memory_for(config.env)
         self.collector = Collector(make_env, self.policy, memory, config.env.max_turns, env_id=config.env.id,
                                    workers=EnvWorkers.from_rollout(config.rollout))
         self.sampler = TaskSampler(num_tasks, config.seed)
