@@ -32,7 +32,8 @@ class Budget(NamedTuple):
 
 
 # Sized for one CPU thread: a command needs <= 12 tokens, a search query or a WebShop search ~24-32,
-# a Python cell or a tool call up to ~64. textworld/demo-v0 matches configs/smollm2_textworld.yaml's eval.
+# a Python cell or a tool call up to ~64; a key-door corridor takes 8-20 moves (the credit arena's 20 turns).
+# textworld/demo-v0 matches configs/smollm2_textworld.yaml's eval.
 BUDGETS: dict[str, Budget] = {
     "textworld/demo-v0": Budget("test", 32, 4, 12),
     "alfworld/demo-v0": Budget("test", 12, 8, 12),
@@ -40,6 +41,7 @@ BUDGETS: dict[str, Budget] = {
     "search/demo-v0": Budget("test", 8, 4, 32),
     "appworld/generated-v0": Budget("test", 4, 4, 64),
     "swegym/builtin-v0": Budget("test", 7, 4, 64),
+    "keydoor/corridor-v0": Budget("test", 16, 20, 12),
 }
 
 
