@@ -51,6 +51,9 @@ class EnvConfig:
     # What the model is asked to write (agent_rl/rollout/protocols.py): "tags" = <think>…</think><action>…</action>
     # (the seed papers'); "action-only" = the bare command, which small instruct models follow zero-shot.
     protocol: str = "tags"
+    # List the env's admissible actions in each prompt. Tool envs list call templates
+    # ("<search>QUERY</search>"), which a small instruct model copies verbatim: hide them there.
+    show_admissible: bool = True
 
     def __post_init__(self) -> None:
         if self.protocol not in RESPONSE_PROTOCOLS:

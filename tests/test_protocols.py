@@ -88,6 +88,14 @@ def test_protocol_selection_from_config_and_errors():
     assert memory_for(load_config().env).protocol is TAGS
     with pytest.raises(ConfigError, match="env.protocol"):
         load_config(overrides=["env.protocol=json"])
+
+
+def test_the_admissible_list_can_be_hidden_from_the_prompt():
+    shown = memory_for(load_config().env).messages("find it", [], "a room", ["<search>QUERY</search>"])
+    hidden = memory_for(load_config(overrides=["env.show_admissible=false"]).env).messages(
+        "find it", [], "a room", ["<search>QUERY</search>"])
+    assert "<search>QUERY</search>" in shown[-1]["content"]
+    assert "QUERY" not in hidden[-1]["content"] and "a room" in hidden[-1]["content"]
     with pytest.raises(ValueError, match="unknown response protocol"):
         protocol_of("json")
 

@@ -60,5 +60,6 @@ class HistoryMemory:
 
 
 def memory_for(env: EnvConfig) -> HistoryMemory:
-    """The memory an env config asks for: its history window and response protocol."""
-    return HistoryMemory(window=env.history_window, protocol=protocol_of(env.protocol))
+    """The memory an env config asks for: its history window, admissible-action list and response protocol."""
+    return HistoryMemory(window=env.history_window, show_admissible=env.show_admissible,
+                         protocol=protocol_of(env.protocol))
