@@ -7,6 +7,7 @@ resource-limit tests run everywhere.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -15,7 +16,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from agent_rl.tools.sandbox import Sandbox, SandboxLimits, isolation
+from agent_rl.tools.sandbox import Sandbox, SandboxLimits, _cover_plan, isolation
+from experiment_scripts import load_experiment
 
 needs_namespaces = pytest.mark.skipif(isolation() != "namespaces",
                                       reason="this host refuses unshare: only rlimits hold (tools/sandbox.py)")
@@ -25,8 +27,8 @@ READABLE = (sys.prefix, sys.base_prefix)  # so the sandbox can run this interpre
 @pytest.fixture
 def host_dir():
     """A host folder anyone may write to (so only the sandbox's read-only mounts keep commands out of it),
-    outside pytest's private tmp_path, which a sandbox uid could not even reach."""
-    path = Path(tempfile.mkdtemp(prefix="agent_rl_host_"))
+    outside the folders the sandbox hides (/tmp, pytest's tmp_path among them)."""
+    path = Path(tempfile.mkdtemp(prefix="agent_rl_host_", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else "."))
     path.chmod(0o777)
     yield path
     shutil.rmtree(path)
@@ -178,6 +180,61 @@ def _uid(proc: Path) -> int | None:
 
 
 @needs_namespaces
+def test_the_host_homes_and_temporary_folders_are_hidden(box) -> None:
+    secret, name = f"s3cret_{secrets.token_hex(8)}", f"agent_rl_canary_{secrets.token_hex(4)}.txt"
+    folders = list(dict.fromkeys(p.resolve() for p in (Path.home(), Path("/tmp"), Path("/var/tmp"),
+                                                       Path(tempfile.gettempdir())) if p.is_dir()))
+    canaries = [folder / name for folder in folders]
+    try:
+        for canary in canaries:
+            canary.write_text(secret)
+            canary.chmod(0o644)  # world-readable: only the hiding keeps it out
+        sandbox = box()
+        read = sh(sandbox, "; ".join(f"cat {canary}" for canary in canaries))
+        listed = sh(sandbox, f"ls -a {' '.join(map(str, folders))}")
+        python = sandbox.run([sys.executable, "-c", f"import os; print([os.listdir(d) for d in {list(map(str, folders))}])"])
+    finally:
+        for canary in canaries:
+            canary.unlink(missing_ok=True)
+    assert secret not in read.output and read.output.count("No such file") == len(canaries)
+    assert listed.ok and python.ok and name not in listed.output + python.output
+
+
+@needs_namespaces
+def test_readable_paths_under_hidden_folders_stay_readable(box, monkeypatch) -> None:
+    shown = Path(tempfile.mkdtemp(prefix="agent_rl_shown_"))  # in /tmp, which the sandbox hides
+    try:
+        (shown / "lib").mkdir()
+        (shown / "lib" / "tool.py").write_text("print('tool ran')")
+        (shown / "data.txt").write_text("data")
+        (shown / "sibling.txt").write_text("hidden")
+        for path in [shown, *shown.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        sandbox = Sandbox(SandboxLimits(timeout_s=10), readable=(*READABLE, str(shown / "lib"), str(shown / "data.txt")))
+        sandbox.populate()
+        result = sandbox.run([sys.executable, f"{shown}/lib/tool.py"])
+        listed = sh(sandbox, f"cat {shown}/data.txt; echo; ls {shown}; cat {shown}/sibling.txt")
+        sandbox.close()
+    finally:
+        shutil.rmtree(shown)
+    assert result.output == "tool ran\n"
+    assert listed.output.splitlines()[:3] == ["data", "data.txt", "lib"] and "No such file" in listed.output
+    assert "hidden" not in listed.output
+
+
+def test_covers_nest_and_show_only_what_they_must() -> None:
+    # /tmp/root (the sandbox root) is inside /tmp's cover: hidden already, its workspace shown by /tmp's
+    plan = _cover_plan("/tmp/root/ws", ["/tmp", "/tmp/root", "/root"],
+                       ["/tmp/venv", "/tmp/venv/lib", "/usr", "/root/.pyenv"], private=False)
+    assert plan == [("/root", ["/root/.pyenv"]), ("/tmp", ["/tmp/root/ws", "/tmp/venv"])]
+    # a hidden folder inside a path shown again is covered again
+    plan = _cover_plan("/tmp/a/root/ws", ["/tmp", "/tmp/a/root"], ["/tmp/a"], private=False)
+    assert plan == [("/tmp", ["/tmp/a"]), ("/tmp/a/root", ["/tmp/a/root/ws"])]
+    with pytest.raises(ValueError, match="directories the sandbox hides"):
+        _cover_plan("/tmp/root/ws", ["/tmp"], ["/tmp"], private=False)
+
+
+@needs_namespaces
 def test_background_processes_end_with_their_command(box) -> None:
     sandbox = box()
     sh(sandbox, "setsid sleep 300 & (sleep 301 &) ; echo started")
@@ -189,6 +246,23 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b"").decode()
     except OSError:
         return ""
+
+
+@needs_namespaces
+@pytest.mark.parametrize("how", ["double fork and setsid", "session leader past the timeout"])
+def test_no_process_ignoring_sigterm_outlives_its_command(box, how: str) -> None:
+    marker = f"# agent_rl_leftover_{secrets.token_hex(4)}"
+    code = f"{marker}\nimport os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + {
+        "double fork and setsid": "if os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\n"
+                                  "os.close(1); os.close(2)\ntime.sleep(300)",
+        # the command itself leaves unshare's process group: killing that group alone left it running
+        "session leader past the timeout": "os.setsid()\ntime.sleep(300)",
+    }[how]
+    sandbox = box()
+    sandbox.run([sys.executable, "-c", code], timeout_s=2)
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker in _cmdline(p)]
+    if sandbox.uid is not None:
+        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _uid(p) == sandbox.uid]
 
 
 @needs_namespaces
@@ -206,6 +280,13 @@ def test_sandboxes_never_see_each_other(box) -> None:
 def test_no_capabilities_left(box) -> None:
     result = sh(box(), "grep CapEff /proc/self/status; mount -t tmpfs x /mnt 2>&1; echo rc=$?")
     assert "CapEff:\t0000000000000000" in result.output and "rc=0" not in result.output
+
+
+@needs_namespaces
+def test_every_quick_fault_trial_holds() -> None:
+    rows = load_experiment("faults_sandbox").sandbox_trials(quick=True)
+    assert len(rows) >= 30
+    assert [row for row in rows if not row["held"]] == []
 
 
 def test_limits_are_checked() -> None:

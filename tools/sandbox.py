@@ -7,33 +7,47 @@
     reply = worker.call({"op": "execute", "code": "print(1)"})  # SandboxTimeout if it takes too long
 
 Threat model (what holds, and where). The code run here is written by a model and may be hostile. What
-it is given: its workspace (a directory it owns), the read-only host file system, and the limits below.
+it is given: its workspace (a directory it owns), the read-only host file system less the folders where a
+host keeps its secrets and scratch files, its own environment variables, and the limits below.
 - Resource limits (`resource.setrlimit`, always): address space (`memory_mb`), CPU seconds, the size of
   any file it writes, processes, no core files; a wall-clock timeout that kills it; output beyond
   `max_reply_chars` is cut and the program stopped (a worker's over-long reply is refused).
 - With `isolation() == "namespaces"` (`unshare` works: this container as root, or any Linux host that
   allows unprivileged user namespaces), a `Sandbox` command runs in new network, mount and PID
   namespaces: no network interface but a downed loopback (no host, LAN or Internet connection, not even
-  to the host's 127.0.0.1); every mount read-only except its workspace, so no write outside it, through
-  symlinks, `..` or anything else; the directory holding every workspace is hidden behind an empty tmpfs
-  but for its own, so parallel sandboxes never see each other's files; killing its PID namespace's
-  init kills every process it started, `setsid` and double forks included. Then it drops every
-  capability (empty bounding set, no_new_privs: it cannot remount, mount or gain privileges through
-  setuid programs). Where the host runs us as root, it also becomes a uid of its own (random, above
-  2^20, no name, no groups), so it owns nothing outside its workspace, root-only files such as /root
-  are out of reach, and RLIMIT_NPROC (which root ignores) counts its processes alone: a fork bomb stops
-  at `max_processes`. Directories it must read that root keeps private (an interpreter under /root, as
-  pyenv installs it) are shown alone through a tmpfs (`readable=`). The host's environment variables
-  are not passed on. Without root, it runs as the calling user inside a user namespace, and
-  RLIMIT_NPROC counts that user's other processes too (the limit is set above their number).
-- What it can still do: read any world-readable host file; use CPU and memory up to the limits (no
-  cgroup: the memory limit is per process, so `max_processes` x `memory_mb` bounds the total); fill its
-  workspace up to `disk_mb` (checked after each command, the command's result says so; each file is
-  capped at `file_mb`); connect to filesystem Unix sockets its uid may open (none, as a uid of its own).
+  to the host's 127.0.0.1 or its abstract Unix sockets); every mount read-only except its workspace, so
+  no write outside it, through symlinks, `..` or anything else. The host's home and temporary folders
+  (`hidden_directories`: /root, /home, $HOME, /tmp, /var/tmp, the temp dir, the sandbox root) are each
+  covered by an empty tmpfs that shows again only its workspace and the `readable=` paths below them
+  (bound back from descriptors opened before the cover; `..` from them leads onto the cover): the
+  host's files there (keys, tokens, checkouts, other runs' files, Unix sockets) are not hidden by
+  permissions but absent, and parallel sandboxes never see each other's workspaces. It gets only the
+  variables `run` passes, never the host's environment, and its own /proc: no host process, so no
+  /proc/<pid>/environ of the host. No process outlives its command: when the command (its PID
+  namespace's init) exits, the kernel kills every process it left, `setsid`, double forks and SIGTERM
+  ignored included, before `run` returns; when the sandbox stops a command (timeout, too much output),
+  it kills that init itself (not only unshare's process group, which a command that calls setsid
+  leaves), then waits, bounded, until none of the namespace's processes is left. Then it drops every
+  capability (empty bounding set, no_new_privs: it cannot remount, unmount a cover, mount or gain
+  privileges through setuid programs). Where the host runs us as root, it also becomes a uid of its own
+  (random, above 2^20, no name, no groups), so it owns nothing outside its workspace and RLIMIT_NPROC
+  (which root ignores) counts its processes alone: a fork bomb stops at `max_processes`; directories
+  root keeps private above a `readable=` path are covered the same way. Without root, it runs as the
+  calling user inside a user namespace, and RLIMIT_NPROC counts that user's other processes too (the
+  limit is set above their number).
+- What it can still do: read the world-readable host files outside the hidden folders (/etc, /usr,
+  /opt, /srv, /dev/shm, /run, a project checkout outside the homes; without root, what the caller may);
+  use CPU and memory up to the limits (no cgroup: the memory limit is per process, so `max_processes` x
+  `memory_mb` bounds the total); fill its workspace up to `disk_mb` (checked after each command, the
+  command's result says so; each file is capped at `file_mb`); connect to filesystem Unix sockets
+  outside the hidden folders that its uid may open (none, as a uid of its own).
 - With `isolation() == "none"` (no `unshare`), only the resource limits and timeouts hold: it keeps the
-  network and the caller's file access. A warning says so; the tests of the isolation are skipped.
+  network, the caller's file access, and processes that leave its process group may outlive it. A
+  warning says so; the tests of the isolation are skipped.
 `LimitedWorker` (AppWorld's app worker) keeps the network and mount namespaces and the read-only file
-system, but neither the PID namespace nor the change of uid: the worker's interpreter is its own venv.
+system only: not the hidden folders, the PID namespace, the change of uid, nor a clean environment (it is
+passed the host's: the worker's venv and AppWorld's data may be anywhere, so its caller would have to name them).
+experiments/faults_sandbox.py tries these claims with over 100 hostile commands.
 """
 
 from __future__ import annotations
@@ -75,6 +89,7 @@ SANDBOX_UID_MIN = 2**20  # sandbox uids are drawn above every uid a distribution
 SANDBOX_ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 KILL_GRACE_S = 2.0  # how long to wait for the pipe to close after a kill (processes that escaped the group)
+HIDDEN_DIRS = ("/root", "/home", "/tmp", "/var/tmp")  # with $HOME, the temp dir and the sandbox root
 
 
 class SandboxError(RuntimeError):
@@ -114,8 +129,9 @@ def isolation() -> str:
         return "none"
     uid = SANDBOX_UID_MIN if os.geteuid() == 0 else None  # the uid drop is part of what is probed
     with tempfile.TemporaryDirectory() as workspace:
-        probe = subprocess.run(_namespace_argv(workspace, hide=None, uid=uid, readable=()) + ["true"], cwd=workspace,
-                               env={"PATH": SYSTEM_PATH, "AGENT_RL_CWD": workspace}, check=False,
+        # the probe covers the hidden directories too (its workspace is under one): all a command needs
+        probe = subprocess.run(_namespace_argv(workspace, hidden_directories(), uid=uid, readable=()) + ["true"],
+                               cwd=workspace, env={"PATH": SYSTEM_PATH, "AGENT_RL_CWD": workspace}, check=False,
                                capture_output=True, timeout=30)
     if probe.returncode == 0:
         return "namespaces"
@@ -130,10 +146,23 @@ def _unshare_prefix(workspace: str) -> list[str]:
             "sh", "-c", _READ_ONLY_FS, "sh"]
 
 
+def _under(path: str, directory: str) -> bool:
+    """Whether `path` lies strictly below `directory` (both absolute and normalised)."""
+    return path.startswith(directory.rstrip("/") + "/")
+
+
+def hidden_directories(root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The host directories a sandbox sees empty but for its workspace and `readable` paths: the homes, the
+    temporary folders and the sandbox root (`root`), where a training host keeps its secrets and scratch files."""
+    candidates = [*HIDDEN_DIRS, os.path.expanduser("~"), tempfile.gettempdir(), *([os.fspath(root)] if root else [])]
+    real = (os.path.realpath(path) for path in candidates)
+    return tuple(dict.fromkeys(path for path in real if path != "/" and os.path.isdir(path)))
+
+
 def _first_private_ancestor(path: str) -> str | None:
-    """The highest directory on `path` that others may not search (its mode lacks o+x), if any."""
+    """The highest directory above `path` that others may not search (its mode lacks o+x), if any."""
     current = "/"
-    for part in Path(path).parts[1:]:
+    for part in Path(path).parts[1:-1]:
         current = os.path.join(current, part)
         try:
             mode = os.stat(current).st_mode
@@ -144,44 +173,64 @@ def _first_private_ancestor(path: str) -> str | None:
     return None
 
 
-def _expose_script(readable: Sequence[str]) -> list[str]:
-    """Shell lines that make `readable` reachable for a non-root uid: each private ancestor is covered by a
-    tmpfs holding only those paths (bound back from file descriptors opened before the cover)."""
-    covers: dict[str, list[str]] = {}
-    for path in dict.fromkeys(os.path.realpath(p) for p in readable):
-        ancestor = _first_private_ancestor(path)
-        if ancestor is not None:
-            covers.setdefault(ancestor, []).append(path)
-    lines, fd = [], 3
-    for ancestor, paths in covers.items():
-        held = list(zip(range(fd, fd + len(paths)), paths, strict=True))
-        fd += len(paths)
-        if fd > 10:  # sh redirections take single-digit descriptors
-            raise ValueError(f"too many private paths to expose in the sandbox: {readable}")
-        lines += [f"exec {n}<{shlex.quote(p)}" for n, p in held]
-        lines.append(f"mount -t tmpfs -o mode=755,size=1m agent_rl_hidden {shlex.quote(ancestor)}")
-        lines += [f"mkdir -p {shlex.quote(p)} && mount -c --rbind /proc/self/fd/{n} {shlex.quote(p)} && exec {n}<&-"
-                  for n, p in held]
+def _cover_plan(workspace: str, hidden: Sequence[str], readable: Sequence[str], private: bool
+                ) -> list[tuple[str, list[str]]]:
+    """Which directories get an empty tmpfs, outermost first, each with the paths it shows again (the
+    workspace, the `readable` paths below it): `hidden`, and with `private` the private ancestors of `readable`."""
+    paths = list(dict.fromkeys(os.path.realpath(path) for path in readable))
+    if clash := [path for path in paths if path in hidden]:
+        raise ValueError(f"readable paths {clash} are directories the sandbox hides (tools/sandbox.py)")
+    covers = set(hidden)
+    if private:  # a uid of its own cannot search them: a tmpfs shows the paths alone, as for hidden ones
+        covers |= {ancestor for path in paths if (ancestor := _first_private_ancestor(path)) is not None}
+    shown = [workspace, *paths]
+    plan: list[tuple[str, list[str]]] = []
+    for cover in sorted(covers, key=lambda path: (path.count("/"), path)):  # outermost first
+        enclosing = [kept for outer, kept in plan if _under(cover, outer)]
+        if enclosing and not any(_under(cover, path) for path in enclosing[-1]):
+            continue  # inside an earlier cover and not shown again by it: hidden already
+        inside = [path for path in shown if _under(path, cover)]
+        plan.append((cover, [path for path in inside if not any(_under(path, other) for other in inside)]))
+    return plan
+
+
+def _cover_script(workspace: str, plan: list[tuple[str, list[str]]]) -> list[str]:
+    """Shell lines that carry out `_cover_plan`: each path is bound back from a file descriptor opened before
+    its cover (the workspace from the cwd), on a directory or file made for it in the tmpfs."""
+    lines = ["umask 022"]  # the tmpfs folders leading to a shown path must be searchable by the sandbox uid
+    for cover, kept in plan:
+        held = [path for path in kept if path != workspace]
+        if len(held) > 7:  # sh redirections take single-digit descriptors: 3 to 9
+            raise ValueError(f"too many readable paths under {cover} to show in the sandbox: {held}")
+        lines += [f"exec {fd}<{shlex.quote(path)}" for fd, path in enumerate(held, start=3)]
+        lines.append(f"mount -t tmpfs -o mode=755,size=1m agent_rl_hidden {shlex.quote(cover)}")
+        for fd, path in enumerate(held, start=3):
+            target = shlex.quote(path)
+            make = (f"mkdir -p {target}" if os.path.isdir(path)
+                    else f"mkdir -p {shlex.quote(os.path.dirname(path))} && : > {target}")
+            lines.append(f"{make} && mount -c --rbind /proc/self/fd/{fd} {target} && exec {fd}<&-")
+        if workspace in kept:
+            lines += [f"mkdir -p {shlex.quote(workspace)}", f"mount -c --bind /proc/self/cwd {shlex.quote(workspace)}"]
+    if not any(workspace in kept for _, kept in plan):  # its own mount, so that it alone is made writable
+        lines.append(f"mount --bind {shlex.quote(workspace)} {shlex.quote(workspace)}")
     return lines
 
 
-def _namespace_argv(workspace: str, hide: str | None, uid: int | None, readable: Sequence[str]) -> list[str]:
-    """`unshare` + a setup script: new net/mount/pid namespaces, `hide` covered but for `workspace`,
-    `readable` exposed, every mount read-only but the workspace, then no capabilities (and `uid` if given)."""
+def _namespace_argv(workspace: str, hidden: Sequence[str], uid: int | None, readable: Sequence[str]) -> list[str]:
+    """`unshare` + a setup script: new net/mount/pid namespaces, `hidden` covered but for `workspace` and
+    `readable`, every mount read-only but the workspace, then no capabilities (and `uid` if given).
+    It must start in `workspace` (the cwd is how the workspace comes back under its cover)."""
+    workspace = os.path.realpath(workspace)
     ws = shlex.quote(workspace)
-    lines = ["set -e", "mount --make-rprivate /"]
-    if hide is not None:  # hide the other workspaces; ours comes back from the cwd, opened before the cover
-        lines += [f"mount -t tmpfs -o mode=755,size=1m agent_rl_hidden {shlex.quote(hide)}",
-                  f"mkdir -p {ws}", f"mount -c --bind /proc/self/cwd {ws}"]
-    else:
-        lines.append(f"mount --bind {ws} {ws}")
-    lines += _expose_script(readable)
-    lines += ["set +e", _READ_ONLY_MOUNTS, "set -e", f"mount -o remount,bind,rw {ws}",
-              ('cd "$AGENT_RL_CWD" 2>/dev/null || { echo "the working folder $AGENT_RL_CWD is gone (deleted by an '
+    shown = [path for path in readable if os.access(path, os.R_OK)]  # one missing or closed would stop the script
+    lines = ["set -e", "mount --make-rprivate /",
+             *_cover_script(workspace, _cover_plan(workspace, hidden, shown, private=uid is not None)),
+             "set +e", _READ_ONLY_MOUNTS, "set -e", f"mount -o remount,bind,rw {ws}",
+             ('cd "$AGENT_RL_CWD" 2>/dev/null || { echo "the working folder $AGENT_RL_CWD is gone (deleted by an '
               'earlier command)"; exit 1; }')]
-    drop = ["setpriv", "--clear-groups", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs"]
-    if uid is not None:
-        drop += [f"--reuid={uid}", f"--regid={uid}"]
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs"]
+    if uid is not None:  # a user namespace (no root) denies setgroups: its groups are unmapped already
+        drop += ["--clear-groups", f"--reuid={uid}", f"--regid={uid}"]
     lines.append(f'exec {shlex.join(drop)} -- "$@"')
     user = [] if os.geteuid() == 0 else ["--map-root-user"]
     return ["unshare", *user, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
@@ -222,6 +271,77 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _namespace_init(unshare_pid: int) -> tuple[int, str | None] | None:
+    """A pidfd of the PID namespace's init (unshare's one child, found by its parent pid while unshare lives:
+    /proc/<pid>/task/<pid>/children needs CONFIG_PROC_CHILDREN) and its namespace link, if it can be read."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or _parent_pid(pid := int(entry.name)) != unshare_pid:
+            continue
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            namespace: str | None = os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError:  # a non-dumpable process, for a caller that is not root: the kill alone must do
+            namespace = None
+        if _parent_pid(pid) == unshare_pid:  # still unshare's child: the pidfd and the link are no reused pid's
+            return pidfd, namespace
+        os.close(pidfd)
+    return None
+
+
+def _namespace_members(namespace: str) -> list[int]:
+    """The host pids of the processes in the PID namespace `namespace` (a /proc/<pid>/ns/pid link)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") == namespace:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _kill_namespace(proc: subprocess.Popen) -> None:
+    """Stop a namespaced command and everything it started, then unshare. Killing unshare's process group is
+    not enough: a command that calls setsid leaves the group, and (as root) its drop to the sandbox uid clears
+    the --kill-child death signal. Killing the namespace's init makes the kernel kill every process in it."""
+    init = _namespace_init(proc.pid) if proc.poll() is None else None
+    namespace = None
+    if init is not None:
+        pidfd, namespace = init
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.close(pidfd)
+    try:  # unshare returns once its child has exited, and init exits last, once the namespace is empty
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_group(proc)
+    deadline = time.monotonic() + KILL_GRACE_S
+    while namespace is not None and (left := _namespace_members(namespace)):  # leftovers: none expected
+        if time.monotonic() > deadline:
+            logger.warning("sandbox processes %s outlived their namespace's init", left)
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """What a command left: its output (stdout and stderr interleaved, cut at the limit), its exit code
@@ -259,23 +379,26 @@ class Sandbox:
 
     Args:
         limits: the resource limits and the timeout of each command.
-        readable: host paths commands must be able to read (an interpreter and its libraries); needed only
-            when a directory above them is private to root.
-        root: the directory holding every workspace (default `default_sandbox_root()`).
+        readable: host paths commands must be able to read (an interpreter and its libraries); needed when
+            they lie in a hidden directory (`hidden_directories`: /root, /home, /tmp...) or, as root, below
+            a directory private to root.
+        root: the directory holding every workspace (default `default_sandbox_root()`; hidden).
     """
 
     def __init__(self, limits: SandboxLimits, readable: Sequence[str] = (), root: str | os.PathLike | None = None
                  ) -> None:
         self.limits = limits
         self.isolation = isolation() if limits.isolate else "none"
-        self.root = Path(root) if root is not None else default_sandbox_root()
+        # resolved, so that the workspace's path is the one its cover shows again (no symlink in a hidden folder)
+        self.root = (Path(root) if root is not None else default_sandbox_root()).resolve()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.hidden = hidden_directories(self.root)
         _remove_stale_workspaces(self.root)
         self.workspace = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}_", dir=self.root))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.workspace, ignore_errors=True)
         as_root = self.isolation == "namespaces" and os.geteuid() == 0
         self.uid = SANDBOX_UID_MIN + secrets.randbelow(2**30) if as_root else None
-        self.readable = tuple(readable) if as_root else ()  # without root, private paths stay private
+        self.readable = tuple(readable)
         # RLIMIT_NPROC counts the whole user's processes unless the sandbox has a uid of its own
         self._nproc = limits.max_processes if self.uid is not None else _user_process_count() + limits.max_processes
 
@@ -297,7 +420,7 @@ class Sandbox:
         variables = {"PATH": SYSTEM_PATH, "HOME": str(self.workspace), "TMPDIR": str(self.workspace),
                      **SANDBOX_ENV, **(env or {}), "AGENT_RL_CWD": workdir}
         if self.isolation == "namespaces":
-            prefix = _namespace_argv(str(self.workspace), hide=str(self.root), uid=self.uid, readable=self.readable)
+            prefix = _namespace_argv(str(self.workspace), self.hidden, uid=self.uid, readable=self.readable)
             # the setup script opens the workspace from its cwd; the command's cwd is $AGENT_RL_CWD
             start_dir = str(self.workspace)
         else:
@@ -341,13 +464,15 @@ class Sandbox:
                 if size > self.limits.max_reply_chars:
                     error = f"the command printed more than {self.limits.max_reply_chars} bytes and was stopped"
                     break
+        stop = _kill_namespace if self.isolation == "namespaces" else _kill_group
         if error:
-            _kill_group(proc)
+            proc.stdout.close()  # unshare may be blocked writing to the full pipe: its write must fail, not wait
+            stop(proc)
         else:
-            try:
+            try:  # a command that ended alone leaves an empty namespace: its init exits last
                 proc.wait(timeout=KILL_GRACE_S)
             except subprocess.TimeoutExpired:  # output closed but the process lingers: it is stopped
-                _kill_group(proc)
+                stop(proc)
         proc.stdout.close()
         return b"".join(chunks)[: self.limits.max_reply_chars], error
 
