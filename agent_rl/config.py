@@ -6,6 +6,8 @@ that is not a field here is an error naming the key, never silently ignored.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,6 +16,20 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+
+def check_bounds(section: str, settings: Any, positive: Sequence[str] = (), non_negative: Sequence[str] = (),
+                 fractions: Sequence[str] = ()) -> None:
+    """Sizes, counts and rates: a ConfigError naming the key, its allowed range and the value (None = unset)."""
+    for kind, names in (("> 0", positive), (">= 0", non_negative), ("in [0, 1)", fractions)):
+        for name in names:
+            value = getattr(settings, name)
+            if value is None:
+                continue
+            ok = value > 0 if kind == "> 0" else value >= 0 if kind == ">= 0" else 0 <= value < 1
+            if not ok:
+                key = f"{section}.{name}" if section else name
+                raise ConfigError(f"{key} must be {kind}, got {value}")
 
 
 @dataclass
@@ -28,6 +44,10 @@ class TinyModelConfig:
     max_positions: int = 2048
     seed: int = 0  # initialisation seed: the same corpus and seed give the same model
 
+    def __post_init__(self) -> None:
+        check_bounds("model.tiny", self, positive=("vocab_size", "hidden_size", "num_layers", "num_heads",
+                                                    "intermediate_size", "max_positions"))
+
 
 @dataclass
 class LoraSettings:
@@ -38,6 +58,9 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def __post_init__(self) -> None:
+        check_bounds("model.lora", self, positive=("r", "alpha"), fractions=("dropout",))
 
 
 @dataclass
@@ -58,6 +81,7 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if self.protocol not in RESPONSE_PROTOCOLS:
             raise ConfigError(f"env.protocol must be one of {list(RESPONSE_PROTOCOLS)}, got {self.protocol!r}")
+        check_bounds("env", self, positive=("max_turns",), non_negative=("history_window",))
 
 
 @dataclass
@@ -86,12 +110,8 @@ class RolloutConfig:
     worker_modules: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.env_workers < 0:
-            raise ConfigError(f"rollout.env_workers must be >= 0 (0 = envs in this process), got {self.env_workers}")
-        if self.env_timeout_s <= 0:
-            raise ConfigError(f"rollout.env_timeout_s must be > 0 seconds, got {self.env_timeout_s}")
-        if self.env_max_retries < 0:
-            raise ConfigError(f"rollout.env_max_retries must be >= 0, got {self.env_max_retries}")
+        check_bounds("rollout", self, positive=("tasks_per_iteration", "group_size", "max_new_tokens", "env_timeout_s"),
+                     non_negative=("temperature", "env_workers", "env_max_retries"))
 
 
 @dataclass
@@ -117,8 +137,7 @@ class VLLMSettings:
             raise ConfigError(f"policy.vllm.placement must be one of {list(PLACEMENTS)}, got {self.placement!r}")
         if not 0.0 < self.gpu_memory_utilization <= 1.0:
             raise ConfigError(f"policy.vllm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
-        if self.tensor_parallel_size < 1:
-            raise ConfigError(f"policy.vllm.tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        check_bounds("policy.vllm", self, positive=("tensor_parallel_size", "max_model_len", "request_timeout_s"))
 
 
 @dataclass
@@ -147,8 +166,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(f"train.mixed_precision must be one of {list(MIXED_PRECISION)}, got {self.mixed_precision!r}")
-        if self.num_threads < 0:
-            raise ConfigError(f"train.num_threads must be >= 0 (0 = one per available core), got {self.num_threads}")
+        check_bounds("train", self, non_negative=("num_threads",))
 
 
 @dataclass
@@ -164,6 +182,11 @@ class OptimConfig:
     grad_clip: float = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
 
+    def __post_init__(self) -> None:
+        check_bounds("optim", self, positive=("lr",), non_negative=("weight_decay", "grad_clip"))
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+
 
 @dataclass
 class PPOConfig:
@@ -174,6 +197,12 @@ class PPOConfig:
     clip_high: float = 0.2
     dual_clip: float | None = 3.0  # None disables dual-clip
     kl_coef: float = 0.0  # > 0 adds low-variance KL to a frozen copy of the starting policy (papers: 0.01)
+
+    def __post_init__(self) -> None:
+        check_bounds("ppo", self, positive=("epochs", "mini_batch_rows", "micro_batch_rows"),
+                     non_negative=("clip_low", "clip_high", "kl_coef"))
+        if self.dual_clip is not None and self.dual_clip <= 1:
+            raise ConfigError(f"ppo.dual_clip must be > 1 (or null to disable it), got {self.dual_clip}")
 
 
 @dataclass
@@ -191,6 +220,8 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if self.backend not in SFT_BACKENDS:
             raise ConfigError(f"sft.backend must be one of {list(SFT_BACKENDS)}, got {self.backend!r}")
+        check_bounds("sft", self, positive=("episodes_per_task", "tasks", "lr", "batch_rows"),
+                     non_negative=("epochs",))
 
 
 @dataclass
@@ -200,6 +231,11 @@ class EvalConfig:
     temperature: float = 0.0  # 0 = greedy, which makes results independent of the batch size
     every: int = 0  # evaluate on the eval split every N iterations (0 = only before and after)
     before: bool = True  # evaluate the starting model (off when several runs share one start, measured once)
+
+    def __post_init__(self) -> None:
+        check_bounds("eval", self, positive=("episodes",), non_negative=("temperature", "every"))
+        if not self.seeds:
+            raise ConfigError("eval.seeds must list at least one seed, e.g. eval.seeds=[0]")
 
 
 @dataclass
@@ -230,6 +266,9 @@ class TrainConfig:
     checkpoint_every: int = 1  # iterations between checkpoints
     keep_checkpoints: int = 2
 
+    def __post_init__(self) -> None:
+        check_bounds("", self, positive=("checkpoint_every", "keep_checkpoints"), non_negative=("iterations",))
+
 
 class ConfigError(ValueError):
     pass
@@ -259,23 +298,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     The method is the `algo.name` that the file and overrides select; its preset (the papers'
     settings for it, see `algo_preset_path`) sits under them, so anything the user sets wins.
     """
+    for item in overrides or []:
+        key = item.partition("=")[0].strip()
+        if "=" not in item or not _OVERRIDE_KEY.fullmatch(key):
+            raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. rollout.group_size=4)")
+    # (source, layer) pairs merged one by one, so an error names the file or override that caused it
+    layers: list[tuple[str, Any]] = [("defaults", OmegaConf.structured(TrainConfig))]
     try:
-        layers = [OmegaConf.structured(TrainConfig)]
         if path is not None:
             if not Path(path).is_file():
                 raise ConfigError(f"config file {str(path)!r} does not exist")
-            layers.append(_load_yaml(path))
-        for item in overrides or []:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} must look like key.sub=value")
-        layers.append(OmegaConf.from_dotlist(list(overrides or [])))
-        preset = algo_preset_path(str(OmegaConf.merge(*layers).algo.name))
-        if preset is not None:
-            layers.insert(1, _load_preset(preset))
-        merged = OmegaConf.merge(*layers)
+            layers.append((f"config file {str(path)!r}", _load_yaml(path)))
+        layers += [(f"override {item!r}", OmegaConf.from_dotlist([item])) for item in overrides or []]
+        merged = layers[0][1]
+        for source, layer in layers[1:]:
+            merged = _merge(merged, layer, source)
+        preset = algo_preset_path(str(merged.algo.name))
+        if preset is not None:  # under the file and overrides: merge again from the defaults with it second
+            merged = _merge(layers[0][1], _load_preset(preset), f"method preset {str(preset)!r}")
+            for source, layer in layers[1:]:
+                merged = _merge(merged, layer, source)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"bad configuration: {_first_line(err)}") from err
+        raise ConfigError(f"bad configuration: {_first_line(err)}{_key_of(err)}") from err
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+_OVERRIDE_KEY = re.compile(r"[A-Za-z_]\w*(\.\w+)*")  # a.b.c, no empty parts
+
+
+def _key_of(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)  # OmegaConf names the key of a type error only in its last lines
+    return f" (key {key})" if key else ""
+
+
+def _merge(base: Any, layer: Any, source: str) -> Any:
+    try:
+        return OmegaConf.merge(base, layer)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {_first_line(err)}{_key_of(err)}") from err
 
 
 def _load_preset(path: Path) -> DictConfig:
@@ -292,6 +352,8 @@ def _load_yaml(path: str | Path) -> DictConfig:
         loaded = OmegaConf.load(path)
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_yaml_problem(err)}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason})") from err
     except OSError as err:
         if err.errno is not None:  # a real I/O error: permissions, a directory, ...
             raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from err

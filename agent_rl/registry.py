@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import logging
 import re
 from collections.abc import Callable
@@ -43,11 +44,27 @@ class EnvSpec:
     description: str = ""
 
     def make(self, **kwargs: Any) -> TextEnv:
-        factory = load_entry_point(self.entry_point) if isinstance(self.entry_point, str) else self.entry_point
-        env = factory(**{**self.kwargs, **kwargs})
+        factory = self.factory()
+        arguments = {**self.kwargs, **kwargs}
+        try:  # a mistyped argument is the user's mistake: name it, not a TypeError from inside the factory
+            inspect.signature(factory).bind(**arguments)
+        except TypeError as err:
+            raise ValueError(f"{self.id}: {err}; it takes {self.parameters()}") from err
+        env = factory(**arguments)
         if not isinstance(env, TextEnv):
             raise TypeError(f"{self.id}: entry point built a {type(env).__name__}, not an agent_rl TextEnv")
         return env
+
+    def factory(self) -> Callable[..., TextEnv]:
+        return load_entry_point(self.entry_point) if isinstance(self.entry_point, str) else self.entry_point
+
+    def parameters(self) -> list[str]:
+        """The keyword arguments the env's factory takes ('**kwargs' where it takes any)."""
+        return [f"**{p.name}" if p.kind is p.VAR_KEYWORD else p.name
+                for p in inspect.signature(self.factory()).parameters.values() if p.kind is not p.VAR_POSITIONAL]
+
+    def takes(self, argument: str) -> bool:
+        return argument in self.parameters() or any(p.startswith("**") for p in self.parameters())
 
 
 _REGISTRY: dict[str, EnvSpec] = {}

@@ -170,12 +170,20 @@ def make_credit(name: str, **overrides: Any) -> CreditAssigner:
     Raises ValueError for an unknown name (listing the known ones), for an override key that is
     not a field of the method's config (naming it), and for an invalid value.
     """
+    return credit_spec(name).assigner(credit_config(name, **overrides))
+
+
+def credit_config(name: str, **overrides: Any) -> CreditConfig:
+    """The config of method `name` with `overrides` applied (validated): unknown keys and bad values raise ValueError."""
     spec = credit_spec(name)
     known = {f.name for f in dataclasses.fields(spec.config)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"credit method {name!r} has no option(s) {unknown}; options: {sorted(known)}")
-    return spec.assigner(spec.config(**overrides))
+        raise ValueError(f"credit method {name!r} has no option(s) {unknown} (algo.params); options: {sorted(known)}")
+    try:
+        return spec.config(**overrides)
+    except ValueError as err:
+        raise ValueError(f"algo.params of {name}: {err}") from err
 
 
 def available_credit() -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from agent_rl.env_api import describe_tasks
 from agent_rl.eval.harness import evaluate, success_definition
 from agent_rl.eval.tables import EvalProtocol
 from agent_rl.policy.base import Policy
+from agent_rl.policy.hf import check_model_path
 from agent_rl.registry import make, spec
 from agent_rl.rollout.envpool import EnvWorkers, import_modules
 from agent_rl.rollout.memory import HistoryMemory
@@ -129,11 +130,18 @@ def run_eval(args: argparse.Namespace) -> Path:
     resolve_protocol(args)
     workers = EnvWorkers(args.env_workers, modules=tuple(args.worker_module))
     import_modules(workers.modules)  # a user's register() calls, before the id is looked up
-    spec(args.env)  # unknown ids fail before any model is loaded
+    env_spec = spec(args.env)  # unknown ids fail before any model is loaded
+    if not env_spec.takes("split") and args.split != DEFAULT_SPLIT:
+        raise ValueError(f"--split {args.split}: {args.env} has no splits (it takes {env_spec.parameters()})")
+    split = {"split": args.split} if env_spec.takes("split") else {}  # single-set envs (your own games) have none
+    env_kwargs = {**parse_env_args(args.env_arg), **split}
+    if args.policy not in NON_DECODING_POLICIES and not args.policy.startswith(("http:", "https:")):
+        path = Path(args.policy).expanduser()
+        check_model_path(str(resolve_model_dir(path) if path.exists() else path))
+    tasks = describe_tasks(functools.partial(make, args.env, **env_kwargs))  # bad env args fail here, before the model
     policy, policy_env_kwargs, label = build_policy(args.policy, args)
-    env_kwargs = {**parse_env_args(args.env_arg), **policy_env_kwargs, "split": args.split}
+    env_kwargs = {**env_kwargs, **policy_env_kwargs}
     make_env = functools.partial(make, args.env, **env_kwargs)
-    tasks = describe_tasks(make_env)
     protocol = EvalProtocol(
         env_id=args.env, split=args.split, policy=label, seeds=tuple(args.seeds),
         episodes_per_seed=args.episodes or tasks.size, catalog_size=tasks.size, max_steps=args.max_turns,

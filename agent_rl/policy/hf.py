@@ -40,20 +40,9 @@ def resolve_known_model(path: str) -> str | Path:
     return cached
 
 
-def load_model_and_tokenizer(
-    path: str,
-    gguf_file: str | None = None,
-    lora: LoraSettings | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load any causal LM transformers can: a local directory, a hub name (network allowed), or a GGUF file.
-
-    A known model's name (`smollm2-135m`, see `agent_rl.policy.fetch`) means its cached checkpoint.
-    A path ending in `.gguf` is read as `gguf_file` inside its directory (transformers dequantises it).
-    A path that exists is local, and must hold a model (config.json); one that does not exist is a hub
-    name only if it looks like one (`name` or `org/name`), otherwise FileNotFoundError at once.
-    """
+def check_model_path(path: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """(model path, GGUF file name) as `load_model_and_tokenizer` reads them, or FileNotFoundError saying what is
+    wrong: callers run it before anything slow starts, so a mistyped path fails at once."""
     path = str(resolve_known_model(path))
     if path.endswith(".gguf"):
         path, gguf_file = str(Path(path).parent), Path(path).name
@@ -71,6 +60,25 @@ def load_model_and_tokenizer(
         if not holds_model(local):
             raise FileNotFoundError(f"there is no model in {path}: config.json missing (give a model directory, "
                                     "a training checkpoint, or a .gguf file)")
+    return path, gguf_file
+
+
+def load_model_and_tokenizer(
+    path: str,
+    gguf_file: str | None = None,
+    lora: LoraSettings | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load any causal LM transformers can: a local directory, a hub name (network allowed), or a GGUF file.
+
+    A known model's name (`smollm2-135m`, see `agent_rl.policy.fetch`) means its cached checkpoint.
+    A path ending in `.gguf` is read as `gguf_file` inside its directory (transformers dequantises it).
+    A path that exists is local, and must hold a model (config.json); one that does not exist is a hub
+    name only if it looks like one (`name` or `org/name`), otherwise FileNotFoundError at once.
+    """
+    path, gguf_file = check_model_path(path, gguf_file)
+    local = Path(path).expanduser()
     if local.exists():
         path = str(local)  # with ~ expanded
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
