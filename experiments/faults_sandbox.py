@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +31,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from agent_rl.envs.appworld.env import AppWorldEnv
+from agent_rl.envs.appworld.setup import default_python
 from agent_rl.tools.sandbox import CommandResult, Sandbox, SandboxLimits, isolation
 
 READABLE = (sys.prefix, sys.base_prefix)  # so that sandboxed Python is this interpreter
@@ -37,6 +40,14 @@ PY = sys.executable
 LIMITS = {"timeout_s": 5.0, "memory_mb": 1024, "max_processes": 64, "file_mb": 8, "disk_mb": 32,
           "max_reply_chars": 100_000}
 Check = Callable[[], tuple[bool, str]]
+CELL_RAN = "cell_ran"  # what an AppWorld cell prints first: the code ran (AppWorld's guard did not stop it)
+
+
+def appworld_missing() -> str:
+    """Why the AppWorld trials cannot run here ('' when they can): its interpreter has no appworld apps."""
+    probe = subprocess.run([default_python(), "-c", "import appworld.apps.venmo.apis"], capture_output=True,
+                           text=True, check=False, timeout=120)
+    return "" if probe.returncode == 0 else f"{default_python()} has no appworld (python -m agent_rl.envs.appworld.setup)"
 
 
 def first_line(result: CommandResult) -> str:
@@ -122,6 +133,7 @@ class Campaign:
     """The host-side fixtures (canaries, servers, a folder anyone may write) and the trials that use them."""
 
     def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
         self.token = f"s3cret_{secrets.token_hex(16)}"  # what the canaries hold: it must never reach an output
         self.name = f"agent_rl_canary_{secrets.token_hex(8)}"  # their name: a listing must not show it either
         self.canaries: dict[str, Path] = {}
@@ -372,6 +384,78 @@ class Campaign:
         yield "another sandbox's file", other_workspace(lambda ws: f"cat {ws}/secret.txt", lambda _: self.token), True
         yield "another sandbox's folder", other_workspace(lambda ws: f"ls -R {ws.parent}", lambda ws: ws.name), False
 
+    def appworld(self) -> Iterator[tuple[str, Check, bool]]:
+        """The model's code in real AppWorld env steps: the env's `LimitedWorker` must hide the same secrets.
+        Each cell prints CELL_RAN first, so a trial holds only where the code ran and the sandbox stopped it
+        (AppWorld's own guard, which pathlib's read_text, `__import__` and os.posix_spawn pass, is not tried)."""
+        if appworld_missing():
+            return
+        env = AppWorldEnv(split="test", max_steps=10_000, timeout_s=5, max_output_chars=100_000)
+        self.stack.callback(env.close)
+        episode = {"over": True}
+
+        def cell(code: str, needle: str, server: TCPServer | UnixServer | None = None) -> Check:
+            def check() -> tuple[bool, str]:
+                if episode["over"]:
+                    env.reset(options={"task_index": 0})
+                before = self.tcp.accepted
+                marked = f"print({CELL_RAN[:4]!r} + {CELL_RAN[4:]!r})\n{code}"  # the marker is not in the code
+                obs, _, terminated, truncated, _ = env.step(marked)
+                episode["over"] = terminated or truncated
+                reached = (isinstance(server, TCPServer) and server.accepted > before
+                           or isinstance(server, UnixServer) and server.accepted() > 0)
+                lines = [line.strip() for line in obs.splitlines() if line.strip() not in ("", CELL_RAN)]
+                detail = (lines[-1] if lines else "(no output)")[:160]
+                return CELL_RAN in obs and needle not in obs and not reached, detail
+            return check
+
+        read = "from pathlib import Path\n"
+        for i, (where, path) in enumerate(self.canaries.items()):
+            yield f"appworld: read {where}", cell(f"{read}print(Path({str(path)!r}).read_text())", self.token), True
+            listing = f"import os\nprint(sorted(entry.name for entry in os.scandir({where!r})))"
+            yield f"appworld: list {where}", cell(listing, self.name), i == 0
+        tmp_canary = self.canaries[str(Path(tempfile.gettempdir()).resolve())]
+        home_canary = self.canaries[str(Path.home().resolve())]
+        # `..` from a path shown again (importing sys is refused by AppWorld's guard; __import__ is not)
+        up = f"__import__('sys').prefix + '/' + '../' * 8 + {str(tmp_canary).lstrip('/')!r}"
+        yield "appworld: dot-dot from the interpreter", cell(f"{read}print(Path({up}).read_text())", self.token), False
+
+        # /proc/<pid>/environ shows what a process started with, not a later os.environ: a host process that
+        # started with the canary variable, beside this one (which holds it too)
+        holder = subprocess.Popen([PY, "-c", "import time; time.sleep(3600)"], env=dict(os.environ))
+        self.stack.callback(holder.wait)
+        self.stack.callback(holder.kill)
+
+        def environ(*pids: str | int) -> str:
+            paths = [f"/proc/{pid}/environ" for pid in pids]
+            return (f"{read}for p in {paths!r}:\n"
+                    "    try: print(Path(p).read_text(encoding='latin-1'))\n    except OSError as err: print(err)")
+
+        every = (f"{read}for p in Path('/proc').glob('[0-9]*/environ'):\n"
+                 "    try: print(p.read_text(encoding='latin-1'))\n    except OSError as err: print(err)")
+        yield "appworld: os.environ", cell("import os\nprint(dict(os.environ))", self.token), True
+        yield "appworld: /proc/self/environ", cell(environ("self", 1), self.token), False
+        yield "appworld: /proc/<host pid>/environ", cell(environ(holder.pid, os.getpid()), self.token), True
+        yield "appworld: every /proc/*/environ", cell(every, self.token), False
+
+        def connect(address: str) -> str:
+            return f"s = __import__('socket').create_connection({address}, timeout=2)\nprint('CONNECTED')"
+
+        port = self.tcp.port
+        yield "appworld: host server 127.0.0.1", cell(connect(f"('127.0.0.1', {port})"), "CONNECTED", self.tcp), True
+        yield "appworld: host server localhost", cell(connect(f"('localhost', {port})"), "CONNECTED", self.tcp), False
+        unix = f"s = __import__('socket').socket(1)\ns.connect({self.abstract.address!r})\nprint('CONNECTED')"
+        yield "appworld: host abstract unix socket", cell(unix, "CONNECTED", self.abstract), False
+        # a shell past AppWorld's guard, with the worker's environment: the canaries, every environ, the covers
+        script = (f"cat {' '.join(map(str, self.canaries.values()))}; env; cat /proc/[0-9]*/environ; "
+                  f"umount -l /tmp; umount -l {Path.home()}; cat {tmp_canary} {home_canary}")
+        shell = (f"import os\n{read}"
+                 "out = [(os.POSIX_SPAWN_OPEN, 1, 'shell.txt', os.O_WRONLY | os.O_CREAT, 0o600),\n"
+                 "       (os.POSIX_SPAWN_DUP2, 1, 2)]\n"
+                 f"pid = os.posix_spawn('/bin/sh', ['sh', '-c', {script!r}], os.environ, file_actions=out)\n"
+                 "os.waitpid(pid, 0)\nprint(Path('shell.txt').read_text(encoding='latin-1'))")
+        yield "appworld: a shell past the guard", cell(shell, self.token), True
+
     def leftovers(self) -> Iterator[tuple[str, Check, bool]]:
         def none_left(command: str | list[str], marker: str, **limits: float) -> Check:
             def check() -> tuple[bool, str]:
@@ -423,16 +507,18 @@ def sandbox_trials(quick: bool = False) -> list[dict]:
     with ExitStack() as stack:
         campaign = Campaign(stack)
         families = [campaign.resources, campaign.writes, campaign.deletes, campaign.network, campaign.secrets_,
-                    campaign.leftovers]
+                    campaign.appworld, campaign.leftovers]
         for family in families:
             for name, check, in_quick in family():
                 if quick and not in_quick:
                     continue
+                start = time.monotonic()
                 try:
                     held, detail = check()
                 except Exception as err:  # noqa: BLE001 - a trial that breaks did not show the attack failing
                     held, detail = False, f"the trial raised {type(err).__name__}: {err}"
-                rows.append({"campaign": "sandbox", "trial": name, "held": held, "detail": detail})
+                rows.append({"campaign": "sandbox", "trial": name, "held": held, "detail": detail,
+                             "seconds": round(time.monotonic() - start, 2)})
     return rows
 
 

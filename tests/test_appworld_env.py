@@ -8,8 +8,12 @@ the sandbox tests use a small stand-in worker and run everywhere (namespace ones
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from agent_rl.tools.sandbox import (
     SandboxError,
     SandboxLimits,
     SandboxTimeout,
+    interpreter_paths,
     isolation,
 )
 
@@ -66,7 +71,9 @@ def echo(tmp_path: Path):
     workers = []
 
     def start(**limits) -> LimitedWorker:
-        workers.append(LimitedWorker([sys.executable, str(script)], SandboxLimits(**{"timeout_s": 10, **limits})))
+        # the sandbox hides /tmp (where the script is) and /root (where this interpreter may be): shown again
+        workers.append(LimitedWorker([sys.executable, str(script)], SandboxLimits(**{"timeout_s": 10, **limits}),
+                                     readable=(*interpreter_paths(sys.executable), str(script))))
         return workers[-1]
 
     yield start
@@ -117,12 +124,44 @@ def test_sandbox_has_no_network(echo) -> None:
     assert reply["error"].startswith("OSError")  # network unreachable: the namespace has no interface up
 
 
+@pytest.fixture
+def canary(monkeypatch: pytest.MonkeyPatch):
+    """A secret in a world-readable file of the temp dir and in a variable of this process's environment."""
+    secret = f"s3cret_{secrets.token_hex(8)}"
+    path = Path(tempfile.gettempdir()) / f"agent_rl_canary_{secrets.token_hex(4)}.txt"
+    path.write_text(secret)
+    path.chmod(0o644)  # only the sandbox's hiding keeps it out
+    monkeypatch.setenv("AGENT_RL_CANARY_SECRET", secret)
+    yield secret, path
+    path.unlink()
+
+
 @needs_namespaces
-def test_sandbox_cannot_write_outside_its_workspace(echo, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.txt"
-    reply = echo().call({"code": f"open({str(outside)!r}, 'w').write('escaped')"})
-    assert "Read-only file system" in reply["error"]
-    assert not outside.exists()
+def test_sandbox_cannot_write_outside_its_workspace(echo) -> None:
+    # a folder anyone may write, outside the ones the sandbox hides: only the read-only mounts keep it intact
+    host = Path(tempfile.mkdtemp(prefix="agent_rl_host_", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else "."))
+    try:
+        host.chmod(0o777)
+        outside = host / "outside.txt"
+        reply = echo().call({"code": f"open({str(outside)!r}, 'w').write('escaped')"})
+        assert "Read-only file system" in reply["error"]
+        assert not outside.exists()
+    finally:
+        shutil.rmtree(host)
+
+
+def test_sandbox_worker_gets_no_host_environment(echo, canary) -> None:
+    secret, _ = canary
+    reply = echo().call({"code": "import os; print(dict(os.environ), open('/proc/self/environ').read())"})
+    assert reply["error"] == "" and secret not in reply["output"]
+
+
+@needs_namespaces
+def test_sandbox_worker_sees_no_host_temp_files(echo, canary) -> None:
+    secret, path = canary
+    reply = echo().call({"code": f"import os; print(os.listdir({str(path.parent)!r})); print(open({str(path)!r}).read())"})
+    assert reply["error"].startswith("FileNotFoundError") and path.name not in reply["output"]
+    assert secret not in reply["output"]
 
 
 def test_sandbox_limits_are_checked() -> None:
@@ -202,6 +241,26 @@ def test_expert_solves_every_generated_task(env: AppWorldEnv) -> None:
             _, reward, terminated, truncated, info = env.step(info["expert_action"])
             assert info["action_valid"], (task.id, info)
         assert (reward, terminated, truncated, info["won"]) == (1.0, True, False, True), (task.id, info)
+
+
+@needs_appworld
+@needs_namespaces
+def test_the_agents_code_cannot_read_the_hosts_temp_files_or_environment(canary) -> None:
+    secret, path = canary
+    # read past AppWorld's own guard (it lets pathlib's read_text and os.environ through): only the sandbox stops it
+    cells = [f"from pathlib import Path\nprint('code' + 'ran')\nprint(Path({str(path)!r}).read_text())",
+             f"import os\nprint(sorted(entry.name for entry in os.scandir({str(path.parent)!r})))",
+             "import os\nprint(dict(os.environ))",
+             "from pathlib import Path\nprint(Path('/proc/self/environ').read_text(encoding='latin-1'))"]
+    env = AppWorldEnv(split="test", python=PYTHON)  # started after the canary: its worker would inherit it
+    try:
+        env.reset(options={"task_index": 0})
+        observations = [env.step(cell)[0] for cell in cells]
+    finally:
+        env.close()
+    assert "coderan" in observations[0] and "No such file or directory" in observations[0]
+    assert all(secret not in obs and path.name not in obs for obs in observations), observations
+    assert "HOME" in observations[2] and "HOME" in observations[3]  # the code ran, with its own variables
 
 
 @needs_appworld

@@ -77,13 +77,9 @@ if TYPE_CHECKING:  # typing.Self needs Python 3.11; annotations are never evalua
 
 logger = logging.getLogger(__name__)
 
-# Inside the new mount namespace: every mount read-only (proc aside), then the workspace bound back read-write.
+# Inside the new mount namespace: every mount read-only (proc aside); the workspace is made writable after.
 _READ_ONLY_MOUNTS = (
     'for m in $(awk \'$3 != "proc" {print $2}\' /proc/self/mounts); do mount -o remount,bind,ro "$m" 2>/dev/null; done'
-)
-_READ_ONLY_FS = (
-    f'mount --make-rprivate / && {_READ_ONLY_MOUNTS}; '
-    'mount --bind "$WS" "$WS" && mount -o remount,bind,rw "$WS" && cd "$WS" && exec "$@"'
 )
 SANDBOX_UID_MIN = 2**20  # sandbox uids are drawn above every uid a distribution hands out
 SANDBOX_ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
@@ -140,12 +136,6 @@ def isolation() -> str:
     return "none"
 
 
-def _unshare_prefix(workspace: str) -> list[str]:
-    """`LimitedWorker`'s isolation: network and mount namespaces, read-only fs but the workspace."""
-    return ["unshare", "--net", "--mount", "--propagation", "private", "env", f"WS={workspace}",
-            "sh", "-c", _READ_ONLY_FS, "sh"]
-
-
 def _under(path: str, directory: str) -> bool:
     """Whether `path` lies strictly below `directory` (both absolute and normalised)."""
     return path.startswith(directory.rstrip("/") + "/")
@@ -157,6 +147,23 @@ def hidden_directories(root: str | os.PathLike | None = None) -> tuple[str, ...]
     candidates = [*HIDDEN_DIRS, os.path.expanduser("~"), tempfile.gettempdir(), *([os.fspath(root)] if root else [])]
     real = (os.path.realpath(path) for path in candidates)
     return tuple(dict.fromkeys(path for path in real if path != "/" and os.path.isdir(path)))
+
+
+@functools.cache
+def interpreter_paths(python: str) -> tuple[str, ...]:
+    """What the Python interpreter `python` reads to start and import (its prefixes and sys.path folders),
+    for `readable=` when it lies under a hidden folder (a venv in ~/.cache, a pyenv build in /root). Asked of
+    the interpreter itself, isolated (-I) as a sandbox's minimal environment leaves it; () if it cannot say
+    (missing, broken): the sandboxed start then fails and says so."""
+    code = ("import json, sys; "
+            "print(json.dumps([sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *sys.path]))")
+    try:
+        probe = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                               env={"PATH": SYSTEM_PATH, **SANDBOX_ENV})
+        paths = json.loads(probe.stdout)
+    except (OSError, subprocess.SubprocessError, json.JSONDecodeError):
+        return ()
+    return tuple(dict.fromkeys(path for path in paths if os.path.isabs(path) and os.path.exists(path)))
 
 
 def _first_private_ancestor(path: str) -> str | None:
@@ -410,10 +417,11 @@ class Sandbox:
             for name in [directory, *(os.path.join(directory, n) for n in dirs + files)]:
                 os.lchown(name, self.uid, self.uid)
 
-    def run(self, argv: Sequence[str], cwd: str = ".", stdin: bytes = b"", env: dict[str, str] | None = None,
-            timeout_s: float | None = None) -> CommandResult:
-        """Run `argv` in `cwd` (relative to the workspace) under the limits; it gets `stdin` and only `env`
-        (with PATH, HOME and TMPDIR pointing into the workspace), never the host's environment."""
+    def start(self, argv: Sequence[str], cwd: str = ".", env: dict[str, str] | None = None,
+              stderr: int = subprocess.STDOUT) -> subprocess.Popen:
+        """Start `argv` in `cwd` (relative to the workspace) under the isolation and limits, without waiting:
+        stdin and stdout are pipes, stderr goes to `stderr`. It gets only `env` (with PATH, HOME and TMPDIR
+        pointing into the workspace), never the host's environment. The caller ends it with `stop`."""
         workdir = os.path.normpath(self.workspace / cwd)
         if not workdir.startswith(str(self.workspace)):
             raise ValueError(f"cwd {cwd!r} leaves the workspace")
@@ -425,12 +433,21 @@ class Sandbox:
             start_dir = str(self.workspace)
         else:
             prefix, start_dir = [], workdir
-        proc = subprocess.Popen(
-            [*prefix, *argv], cwd=start_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        return subprocess.Popen(
+            [*prefix, *argv], cwd=start_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
             env=variables,
             # rlimits must be set in the child before exec; sandboxes are started from one thread at a time
             preexec_fn=functools.partial(_limit_resources, self.limits, self._nproc),  # noqa: PLW1509
         )
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        """Kill a command `start` began and every process it left."""
+        (_kill_namespace if self.isolation == "namespaces" else _kill_group)(proc)
+
+    def run(self, argv: Sequence[str], cwd: str = ".", stdin: bytes = b"", env: dict[str, str] | None = None,
+            timeout_s: float | None = None) -> CommandResult:
+        """Run `argv` in `cwd` (relative to the workspace) under the limits, as `start` does, feeding it `stdin`."""
+        proc = self.start(argv, cwd, env)
         output, error = self._communicate(proc, stdin, self.limits.timeout_s if timeout_s is None else timeout_s)
         code = None if error else proc.returncode
         disk = self.disk_usage_mb()
@@ -464,15 +481,14 @@ class Sandbox:
                 if size > self.limits.max_reply_chars:
                     error = f"the command printed more than {self.limits.max_reply_chars} bytes and was stopped"
                     break
-        stop = _kill_namespace if self.isolation == "namespaces" else _kill_group
         if error:
             proc.stdout.close()  # unshare may be blocked writing to the full pipe: its write must fail, not wait
-            stop(proc)
+            self.stop(proc)
         else:
             try:  # a command that ended alone leaves an empty namespace: its init exits last
                 proc.wait(timeout=KILL_GRACE_S)
             except subprocess.TimeoutExpired:  # output closed but the process lingers: it is stopped
-                stop(proc)
+                self.stop(proc)
         proc.stdout.close()
         return b"".join(chunks)[: self.limits.max_reply_chars], error
 
@@ -499,19 +515,22 @@ class Sandbox:
 
 
 class LimitedWorker:
-    """A long-lived worker process (`argv`) in its own workspace, answering one JSON line per request."""
+    """A long-lived worker process (`argv`) in a `Sandbox` of its own, answering one JSON line per request.
 
-    def __init__(self, argv: list[str], limits: SandboxLimits, env: dict[str, str] | None = None) -> None:
+    It is isolated as a `Sandbox` command is (the module docstring): its workspace (private, writable) is
+    its cwd, HOME and TMPDIR; it gets only `env`, never the host's environment; the hidden folders show only
+    its workspace and `readable`, which must name what it reads there (`interpreter_paths` of its
+    interpreter, its script). `close` stops it with every process it started and removes the workspace.
+    """
+
+    def __init__(self, argv: list[str], limits: SandboxLimits, env: dict[str, str] | None = None,
+                 readable: Sequence[str] = ()) -> None:
         self.limits = limits
-        self.workspace = tempfile.mkdtemp(prefix="agent_rl_sandbox_")
-        self.isolation = isolation() if limits.isolate else "none"
-        prefix = _unshare_prefix(self.workspace) if self.isolation == "namespaces" else []
-        self._proc = subprocess.Popen(
-            prefix + argv, cwd=self.workspace, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {}), "HOME": self.workspace},
-            # rlimits must be set in the child before exec; the env spawns workers from one thread
-            preexec_fn=functools.partial(_limit_resources, limits, limits.max_processes),  # noqa: PLW1509
-        )
+        self._box = Sandbox(limits, readable=readable)
+        self._box.populate()  # still empty: this hands the workspace to the sandbox uid
+        self.workspace = str(self._box.workspace)
+        self.isolation = self._box.isolation
+        self._proc = self._box.start(argv, env=env, stderr=subprocess.DEVNULL)
         self._buffer = b""
 
     @property
@@ -560,9 +579,9 @@ class LimitedWorker:
         return line
 
     def close(self) -> None:
-        """Kill the worker's process group and remove its workspace (idempotent)."""
-        _kill_group(self._proc)
+        """Kill the worker and every process it started, remove its workspace (idempotent)."""
+        self._box.stop(self._proc)
         for stream in (self._proc.stdin, self._proc.stdout):
             if stream is not None:
                 stream.close()
-        shutil.rmtree(self.workspace, ignore_errors=True)
+        self._box.close()

@@ -32,6 +32,12 @@ class MetricsLog:
 
         self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
 
+    def drop_rows_with(self, prefix: str) -> None:
+        """Forget the rows holding a metric named `prefix*`: a stage that starts over (SFT killed before its
+        model was saved) logs them again, and each must be in the record once."""
+        if self.path.exists():
+            write_jsonl(self.path, [r for r in read_jsonl(self.path) if not any(k.startswith(prefix) for k in r)])
+
     def log(self, iteration: int, metrics: dict[str, Any]) -> None:
         append_jsonl(self.path, [{"iteration": iteration, **metrics}])
         scalars = {name: value for name, value in metrics.items() if isinstance(value, (int, float))}

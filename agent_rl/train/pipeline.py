@@ -124,6 +124,7 @@ class TrainingRun:
         steps = sum(len(t.steps) for t in demos)
         self.log(f"SFT warm-start ({cfg.sft.backend}): {len(demos)} expert episodes, {steps} steps, "
                  f"{cfg.sft.epochs} epochs")
+        metrics.drop_rows_with("sft/")  # an earlier attempt's epochs, when that attempt was killed
         bar = tqdm(total=cfg.sft.epochs, desc="sft", unit="epoch")
 
         def on_epoch(epoch: int, loss: float) -> None:

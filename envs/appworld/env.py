@@ -26,13 +26,14 @@ them): equal histories give equal anchors, but two histories reaching one state 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
 from agent_rl.envs.appworld.official import official_task_ids, resolve_root
 from agent_rl.envs.appworld.setup import PYTHON_ENV_VAR, default_python
 from agent_rl.envs.appworld.tasks import CREDENTIALS, TASKS, GeneratedTask
-from agent_rl.tools.sandbox import LimitedWorker, SandboxError, SandboxLimits
+from agent_rl.tools.sandbox import LimitedWorker, SandboxError, SandboxLimits, interpreter_paths
 
 from agent_rl.env_api import ActionSyntax, TextEnv, check_max_steps, to_printable
 
@@ -96,10 +97,12 @@ class AppWorldEnv(TextEnv):
             self.generated: list[GeneratedTask] = [t for t in TASKS if split in ("all", t.split)]
             self.task_ids = [t.id for t in self.generated]
             self.root: Path | None = None
+            self._data: Path | None = None
         elif tasks == "official":
             if expert:
                 raise ValueError("expert=True needs generated tasks: official tasks come with no expert here")
             self.root = resolve_root(path)
+            self._data = (self.root / "data").resolve()  # the sandbox shows real paths: no symlink on the way
             self.task_ids = official_task_ids(self.root, split)
             self.generated = []
         else:
@@ -122,7 +125,15 @@ class AppWorldEnv(TextEnv):
 
     def _call(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
         if self._worker is None or not self._worker.alive:
-            self._worker = LimitedWorker([self.python, str(WORKER), str(TASKS_FILE)], self.limits)
+            # The sandbox hides the homes and /tmp (where the venv and the data usually are): it shows again
+            # the interpreter, this folder (worker.py, tasks.py) and the official data, read-only. It passes
+            # no host variable: AppWorld's own (APPWORLD_ROOT, APPWORLD_CACHE) default to the cwd and
+            # ~/.appworld, both the worker's private workspace, and the worker sets APPWORLD_ROOT itself.
+            python = shutil.which(self.python) or self.python  # the sandbox's PATH is the system's alone
+            readable = [*interpreter_paths(python), str(WORKER.parent)]
+            if self._data is not None:
+                readable.append(str(self._data))
+            self._worker = LimitedWorker([python, str(WORKER), str(TASKS_FILE)], self.limits, readable=readable)
         return self._worker.call(request, timeout_s)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
@@ -135,7 +146,7 @@ class AppWorldEnv(TextEnv):
             request = {"op": "start_generated", "seed": self.seed_value, **common}
             help_text = f"{GENERATED_HELP}\n{CREDENTIALS}"
         else:
-            request = {"op": "start_official", "root": str(self.root), **common}
+            request = {"op": "start_official", "data": str(self._data), **common}
             help_text = ("Write Python code as your action (AppWorld's protocol: `apis.<app>.<api>(...)`, "
                          "`apis.supervisor.complete_task(...)` when done).")
         try:

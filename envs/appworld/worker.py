@@ -2,11 +2,12 @@
 
     python worker.py TASKS_FILE     # then one JSON request per line on stdin, one JSON reply per line
 
-Requests: {"op": "start_generated", "task_id", "seed"} | {"op": "start_official", "root", "task_id"} |
+Requests: {"op": "start_generated", "task_id", "seed"} | {"op": "start_official", "data", "task_id"} |
 {"op": "execute", "code"} | {"op": "evaluate"}. Every reply has "error" ("" when all went well).
 The agent's code runs with AppWorld's own safety: its syntax check (no disallowed imports or calls)
 and its null patching of dangerous functions while the code runs; the process itself is limited by
-`agent_rl.tools.sandbox.LimitedWorker`. Imports only the standard library and appworld.
+`agent_rl.tools.sandbox.LimitedWorker` (no network, no host secrets, a private workspace as its cwd
+and HOME). Imports only the standard library and appworld.
 """
 
 from __future__ import annotations
@@ -142,11 +143,11 @@ class Session:
         exec(SAID_AVAILABLE_IMPORTS, self.namespace)  # noqa: S102 - AppWorld's own preamble
         return {"instruction": self.world.instruction()}
 
-    def start_official(self, root: str, task_id: str, max_output_chars: int, timeout_s: float) -> dict:
+    def start_official(self, data: str, task_id: str, max_output_chars: int, timeout_s: float) -> dict:
         # AppWorld writes its outputs under APPWORLD_ROOT: give it the workspace, with the data linked in.
         os.makedirs("appworld_root", exist_ok=True)
-        if not os.path.exists("appworld_root/data"):
-            os.symlink(os.path.join(os.path.abspath(root), "data"), "appworld_root/data")
+        if not os.path.lexists("appworld_root/data"):
+            os.symlink(data, "appworld_root/data")
         os.environ["APPWORLD_ROOT"] = os.path.abspath("appworld_root")
         from appworld import AppWorld
 
