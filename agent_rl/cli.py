@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     envs = sub.add_parser("envs", help="list registered environments, or show one")
     envs.add_argument("id", nargs="?", help="show this env's spec")
+    envs.add_argument("--fuzz", type=POSITIVE, metavar="N",
+                      help="step N hostile actions into the env (unicode, 1 MB strings, NUL bytes, malformed tags "
+                           "and JSON, shell metacharacters, path traversal); report what breaks (agent_rl.fuzz)")
+    envs.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                      help="keyword argument for the env with --fuzz (repeatable; values parsed as YAML)")
 
     init = sub.add_parser("init", help="scaffold a package that turns your own tools into an env (NAME/tasks-v0)")
     init.add_argument("name", help="package name (a lowercase Python identifier), also the env namespace")
@@ -183,14 +188,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_envs(args: argparse.Namespace) -> int:
     from agent_rl.registry import registered_ids, spec
 
+    if args.fuzz and not args.id:
+        raise UserError("--fuzz needs an env id, e.g. agent-rl envs keydoor/corridor-v0 --fuzz 1000")
     if args.id:
         env_spec = spec(args.id)
         print(f"{env_spec.id}\n  entry point: {env_spec.entry_point}\n  kwargs: {env_spec.kwargs}\n"
               f"  {env_spec.description}")
-        return 0
+        return fuzz_env_command(args) if args.fuzz else 0
     for env_id in registered_ids():
         print(f"{env_id:36s} {spec(env_id).description}")
     return 0
+
+
+def fuzz_env_command(args: argparse.Namespace) -> int:
+    """`agent-rl envs ID --fuzz N`: exit 1 when any hostile action broke the env's contract."""
+    import functools
+
+    from agent_rl.eval.runner import parse_env_args
+    from agent_rl.fuzz import fuzz_env
+    from agent_rl.registry import make
+
+    report = fuzz_env(functools.partial(make, args.id, expert=True, **parse_env_args(args.env_arg)), args.fuzz,
+                      name=args.id)
+    print(f"fuzz: {report.actions} actions ({', '.join(f'{k} {n}' for k, n in report.by_kind.items())}); "
+          f"slowest step {report.slowest_step_s:.2f} s; the expert wins after: {report.expert_won_after}")
+    for problem in report.problems:
+        print(f"  broke: {problem}")
+    print("held" if report.ok else f"{len(report.problems)} problems")
+    return 0 if report.ok else 1
 
 
 def cmd_init(args: argparse.Namespace) -> int:

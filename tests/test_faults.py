@@ -149,3 +149,11 @@ def test_the_table_counts_env_fuzz_actions_and_other_trials(tmp_path: Path):
     faults.write_table(tmp_path, rows)
     assert "| env-fuzz | 150 | 148 | 2 | 2 |" in (tmp_path / "table.md").read_text()
     assert json.loads(json.dumps(rows)) == rows
+
+
+def test_agent_rl_envs_fuzz_reports_on_a_registered_env(capsys):
+    from agent_rl.cli import main
+
+    assert main(["envs", "keydoor/corridor-v0", "--fuzz", "30", "--env-arg", "segments=1"]) == 0
+    out = capsys.readouterr().out
+    assert "fuzz: 30 actions" in out and out.strip().endswith("held")
