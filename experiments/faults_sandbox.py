@@ -1,7 +1,7 @@
 """Hostile commands against the command sandbox (`agent_rl.tools.sandbox.Sandbox`): does every attack fail?
 
-    python experiments/faults_sandbox.py           # the full campaign (over 100 trials, about a minute)
-    python experiments/faults_sandbox.py --quick   # about 40 trials
+    python experiments/faults_sandbox.py           # the full campaign (over 120 trials, about a minute)
+    python experiments/faults_sandbox.py --quick   # about 50 trials
 
 `sandbox_trials(quick)` runs real commands (sh and Python) through fresh sandboxes and returns one dict per
 trial: {"campaign": "sandbox", "trial": name, "held": bool, "detail": what was observed}. The attacks:
@@ -10,14 +10,19 @@ workspace and deleting everything; the network (an external address, 127.0.0.1, 
 sockets this process listens on); the host's secrets (canary files it plants in the home directories, /tmp,
 /var/tmp and the temp dir, a canary environment variable of this process, /proc/<pid>/environ, another
 sandbox's workspace); and processes left behind after a command (background, setsid, double fork, nohup,
-SIGTERM ignored), looked for on the host by a marker in their command line and by the sandbox uid. Every
-check is made on the host, not on what the command says. Where `isolation() != "namespaces"` only the
-rlimits hold and there is nothing to try: it returns [] (the caller says so).
+SIGTERM ignored), looked for on the host by a marker in their command line and by the sandbox uid. The
+"appworld:" trials run hostile code as the model's cells in a real AppWorld env (its `LimitedWorker`), past
+AppWorld's own guard: the same canary files, variable (and a host process started with it), /proc environs,
+the host's TCP server and abstract socket, and a shell it spawns; they need the AppWorld interpreter
+(`python -m agent_rl.envs.appworld.setup`) and are left out without it. Every check is made on the host,
+not on what the command says. Where `isolation() != "namespaces"` only the rlimits hold and there is
+nothing to try: it returns [] (the caller says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import secrets
 import shutil
@@ -43,6 +48,7 @@ Check = Callable[[], tuple[bool, str]]
 CELL_RAN = "cell_ran"  # what an AppWorld cell prints first: the code ran (AppWorld's guard did not stop it)
 
 
+@functools.cache
 def appworld_missing() -> str:
     """Why the AppWorld trials cannot run here ('' when they can): its interpreter has no appworld apps."""
     probe = subprocess.run([default_python(), "-c", "import appworld.apps.venmo.apis"], capture_output=True,
@@ -155,6 +161,11 @@ class Campaign:
         self.target.chmod(0o666)
         os.environ["AGENT_RL_CANARY_SECRET"] = self.token
         stack.callback(os.environ.pop, "AGENT_RL_CANARY_SECRET", None)
+        # /proc/<pid>/environ shows what a process started with, not a later os.environ: a host process that
+        # started with the canary variable, beside this one (which holds it too)
+        self.holder = subprocess.Popen([PY, "-c", "import time; time.sleep(3600)"], env=dict(os.environ))
+        stack.callback(self.holder.wait)
+        stack.callback(self.holder.kill)
         self.tcp = TCPServer()
         stack.callback(self.tcp.close)
         self.abstract = UnixServer(f"\0{self.name}")
@@ -360,7 +371,7 @@ class Campaign:
         env_forms: list[tuple[str, str | list[str]]] = [
             ("env", "env"),
             ("/proc/1/environ", "tr '\\0' '\\n' < /proc/1/environ"),
-            ("/proc/<host pid>/environ", f"tr '\\0' '\\n' < /proc/{os.getpid()}/environ"),
+            ("/proc/<host pid>/environ", f"cat /proc/{self.holder.pid}/environ /proc/{os.getpid()}/environ | tr '\\0' '\\n'"),
             ("python os.environ", [PY, "-c", "import os; print(dict(os.environ))"]),
             ("printenv", "printenv AGENT_RL_CANARY_SECRET"),
             ("/proc/self/environ", "tr '\\0' '\\n' < /proc/self/environ"),
@@ -420,11 +431,6 @@ class Campaign:
         up = f"__import__('sys').prefix + '/' + '../' * 8 + {str(tmp_canary).lstrip('/')!r}"
         yield "appworld: dot-dot from the interpreter", cell(f"{read}print(Path({up}).read_text())", self.token), False
 
-        # /proc/<pid>/environ shows what a process started with, not a later os.environ: a host process that
-        # started with the canary variable, beside this one (which holds it too)
-        holder = subprocess.Popen([PY, "-c", "import time; time.sleep(3600)"], env=dict(os.environ))
-        self.stack.callback(holder.wait)
-        self.stack.callback(holder.kill)
 
         def environ(*pids: str | int) -> str:
             paths = [f"/proc/{pid}/environ" for pid in pids]
@@ -435,7 +441,7 @@ class Campaign:
                  "    try: print(p.read_text(encoding='latin-1'))\n    except OSError as err: print(err)")
         yield "appworld: os.environ", cell("import os\nprint(dict(os.environ))", self.token), True
         yield "appworld: /proc/self/environ", cell(environ("self", 1), self.token), False
-        yield "appworld: /proc/<host pid>/environ", cell(environ(holder.pid, os.getpid()), self.token), True
+        yield "appworld: /proc/<host pid>/environ", cell(environ(self.holder.pid, os.getpid()), self.token), True
         yield "appworld: every /proc/*/environ", cell(every, self.token), False
 
         def connect(address: str) -> str:
@@ -500,7 +506,7 @@ class Campaign:
 
 
 def sandbox_trials(quick: bool = False) -> list[dict]:
-    """Every hostile trial (about 40 with `quick`), one dict each; [] where the host has no namespaces."""
+    """Every hostile trial (about 50 with `quick`), one dict each; [] where the host has no namespaces."""
     if isolation() != "namespaces":
         return []
     rows = []
@@ -524,13 +530,15 @@ def sandbox_trials(quick: bool = False) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="about 40 trials instead of over 100")
+    parser.add_argument("--quick", action="store_true", help="about 50 trials instead of over 120")
     args = parser.parse_args()
     start = time.monotonic()
     rows = sandbox_trials(quick=args.quick)
     if not rows:
         print(f"isolation() is {isolation()!r}: no namespaces on this host, only rlimits hold; nothing to try")
         return
+    if missing := appworld_missing():
+        print(f"the appworld trials are left out: {missing}")
     for row in rows:
         print(f"{'held' if row['held'] else 'BROKEN':6}  {row['trial']:48}  {row['detail']}")
     broken = sum(not row["held"] for row in rows)

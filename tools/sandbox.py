@@ -3,7 +3,7 @@
     with Sandbox(SandboxLimits(timeout_s=30, memory_mb=2048)) as box:
         result = box.run(["bash", "-c", "pytest -q"], cwd="repo")   # CommandResult(output, exit_code, error)
 
-    worker = LimitedWorker([python, "worker.py"], SandboxLimits(timeout_s=10))
+    worker = LimitedWorker([python, "worker.py"], SandboxLimits(timeout_s=10), readable=interpreter_paths(python))
     reply = worker.call({"op": "execute", "code": "print(1)"})  # SandboxTimeout if it takes too long
 
 Threat model (what holds, and where). The code run here is written by a model and may be hostile. What
@@ -44,10 +44,15 @@ host keeps its secrets and scratch files, its own environment variables, and the
 - With `isolation() == "none"` (no `unshare`), only the resource limits and timeouts hold: it keeps the
   network, the caller's file access, and processes that leave its process group may outlive it. A
   warning says so; the tests of the isolation are skipped.
-`LimitedWorker` (AppWorld's app worker) keeps the network and mount namespaces and the read-only file
-system only: not the hidden folders, the PID namespace, the change of uid, nor a clean environment (it is
-passed the host's: the worker's venv and AppWorld's data may be anywhere, so its caller would have to name them).
-experiments/faults_sandbox.py tries these claims with over 100 hostile commands.
+`LimitedWorker` (AppWorld's app worker: the model's code runs inside it) is one long-lived command of a
+`Sandbox` of its own, so all of the above holds for it (`disk_mb` aside), with `close` in place of the end
+of the command: no process it started outlives `close`. It gets only the variables its caller passes
+(AppWorld's env passes none: the sandbox's PATH, HOME, TMPDIR and locale alone), and the hidden folders
+show only its workspace and the `readable=` paths its caller names, read-only (AppWorld's env: the
+interpreter's prefixes and sys.path, `interpreter_paths`; the worker's folder; the official task data).
+Even with `isolation() == "none"`, a command or a worker gets no host variable.
+experiments/faults_sandbox.py tries these claims with over 100 hostile commands, and with hostile code in
+real AppWorld env steps (past AppWorld's own guard).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ calls the real simulated apps; `apis.api_docs` documents them. The episode ends 
 `complete_task(...)` (generated tasks) or `apis.supervisor.complete_task(...)` (official tasks): the
 reward is 1 if the task's check (generated) or AppWorld's own evaluator (official) passes, else 0.
 
-The apps run in a worker process (`worker.py`) under `agent_rl.tools.sandbox.LimitedWorker` limits, in the
+The apps (and the agent's code) run in a worker process (`worker.py`) in an `agent_rl.tools.sandbox.LimitedWorker`
+(limits; no network; no host environment, homes or /tmp: see its threat model), in the
 interpreter `python` (default $AGENT_RL_APPWORLD_PYTHON, else the venv `python -m agent_rl.envs.appworld.setup` builds,
 else this one): appworld pins old pydantic, httpx and pytest, so it usually lives in a venv of its own. A cell that fails (syntax, exception, AppWorld's safety check,
 its timeout) is an invalid step with the error as observation; a worker that must be killed (hard
@@ -128,7 +129,8 @@ class AppWorldEnv(TextEnv):
             # The sandbox hides the homes and /tmp (where the venv and the data usually are): it shows again
             # the interpreter, this folder (worker.py, tasks.py) and the official data, read-only. It passes
             # no host variable: AppWorld's own (APPWORLD_ROOT, APPWORLD_CACHE) default to the cwd and
-            # ~/.appworld, both the worker's private workspace, and the worker sets APPWORLD_ROOT itself.
+            # ~/.appworld, both in the worker's private writable workspace (its cwd and HOME); for official
+            # tasks the worker points APPWORLD_ROOT at a folder there, with the data linked in.
             python = shutil.which(self.python) or self.python  # the sandbox's PATH is the system's alone
             readable = [*interpreter_paths(python), str(WORKER.parent)]
             if self._data is not None:
