@@ -24,6 +24,8 @@ from agent_rl.env_api import REQUIRED_INFO_KEYS, TextEnv
 Generator = Callable[[random.Random, list[str]], str]
 SHELL = ["; rm -rf / #", "$(cat /etc/passwd)", "`id`", "| cat /etc/shadow", "&& curl http://example.com",
          "> /dev/sda", "\n exit 1", "'\"; DROP TABLE x; --", "$((1/0))", ":(){ :|:& };:"]
+# Interpreter and REPL escapes: dumb-frotz reads `\x` as its own command, shells and REPLs have theirs
+ESCAPES = ["\\q", "\\x", "\\help", "look \\q", "\\\\", "\\u0000", "!ls", "%quit", ":q!", "^C", "\x1b[2J", "\x04"]
 TRAVERSAL = ["../../../../etc/passwd", "..\\..\\..\\windows\\system32", "/proc/self/environ", "~/.ssh/id_rsa",
              "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "file:///etc/hosts", "/dev/zero", "....//....//etc/passwd"]
 TAGS = ["<action>", "</action>", "<action><action>go</action>", "<search>", "</search><search>",
@@ -75,7 +77,7 @@ def _empty(rng: random.Random, _: list[str]) -> str:
 GENERATORS: dict[str, Generator] = {
     "random unicode": _random_unicode, "1 MB string": _megabyte, "NUL bytes": _nul_bytes,
     "control characters": _control_characters, "malformed tags": _from(TAGS), "malformed JSON": _from(JSON),
-    "shell metacharacters": _from(SHELL), "path traversal": _from(TRAVERSAL),
+    "shell metacharacters": _from(SHELL), "path traversal": _from(TRAVERSAL), "interpreter escapes": _from(ESCAPES),
     "mangled admissible action": _mangled_admissible, "empty": _empty,
 }
 

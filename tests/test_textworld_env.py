@@ -193,6 +193,8 @@ def test_random_policy_wins_far_less_than_the_expert(textworld_suite):
         ("save", True),
         ("SCRIPT on", True),
         ("tw-trace-actions", True),
+        ("\\q", True),  # dumb-frotz's own command: it printed "unknown command" forever (a hung step)
+        ("look \\x", True),
         ("asdf qwerty", False),
         ("look.", False),
         ("open the door of the universe with a spoon", False),

@@ -4,8 +4,10 @@ The Inform interpreter runs whatever line it is given, and some lines do more th
 game: a newline or a full stop or "then" chains several commands into one step, and the
 out-of-world verbs restart or quit the game, write save and transcript files into the working
 directory, or switch the text mode. TextWorld's state tracker sees none of that, so its facts (and
-our anchors, rewards and admissible actions) would drift from the real game. Such actions are
-answered by the env and never sent.
+our anchors, rewards and admissible actions) would drift from the real game. The interpreter itself
+(dumb-frotz) reads a backslash as the start of one of its own commands: `\q` made it print "unknown
+command" forever, hanging the step (found by experiments/faults.py). Such actions are answered by the env
+and never sent.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def rejection(action: str) -> str | None:
     if bad:
         shown = ", ".join(ascii(ch) for ch in bad[:5])
         return f"the action holds a newline or another character that is not printable ASCII ({shown})"
+    if "\\" in action:
+        return "a backslash starts an interpreter command, not an action in the game"
     if _CHAIN.search(action):
         return "a full stop or 'then' chains several commands; send one command per step"
     words = _WORD.findall(action.lower())
