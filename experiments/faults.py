@@ -2,7 +2,7 @@
 
     python experiments/faults.py                                   # every campaign, writes experiments/results/faults/
     python experiments/faults.py --campaigns kill --kills 24       # one campaign (kill, ray, env-fuzz, cli-fuzz, sandbox)
-    python experiments/faults.py --quick --out /tmp/faults         # the CI-sized version (tests/test_faults.py)
+    python experiments/faults.py --quick --out /tmp/faults --work /tmp/faults   # CI size (tests/test_faults.py)
 
 Campaigns (a trial holds or breaks; every break is printed with what was seen):
 - kill: a tiny-model training run (keydoor corridors, GRPO) is SIGKILLed at a random moment of a chosen phase
@@ -449,6 +449,8 @@ def bad_calls() -> list[BadCall]:
         for value in values:
             calls.append(BadCall(("eval", "--env", "keydoor/corridor-v0", "--policy", "expert", flag, value), flag))
     calls += [BadCall(("view", "{dir}", "--port", port), "--port") for port in ("-1", "70000", "http")]
+    calls += [BadCall(("envs", "keydoor/corridor-v0", "--fuzz", n), "--fuzz") for n in ("0", "-5", "lots")]
+    calls.append(BadCall(("envs", "--fuzz", "10"), "--fuzz"))
     for override in ("rollout.group_size", "=4", "rollout..group_size=2", ".x=1", "rollout.group_size==2"):
         calls.append(BadCall(("train", override), override.strip("=").split("=")[0] or "="))
     for name in ("", "1abc", "my-tools", "../escape", "class", "Upper"):
@@ -580,16 +582,17 @@ def load_sibling(name: str) -> Any:
     return module
 
 
-def run_campaigns(out: Path, campaigns: list[str], quick: bool, seed: int, kills: int, ray_runs: int,
+def run_campaigns(out: Path, work: Path, campaigns: list[str], quick: bool, seed: int, kills: int, ray_runs: int,
                   fuzz_actions: int) -> list[Trial]:
-    """Run (or resume) the campaigns into `out`; every trial of `out/trials.jsonl`, finished and earlier ones."""
+    """Run (or resume) the campaigns into `out` (the kill trials' runs under `work`); every trial of
+    `out/trials.jsonl`, finished and earlier ones."""
     from agent_rl.io import append_jsonl, read_jsonl
 
     out.mkdir(parents=True, exist_ok=True)
     log = out / "trials.jsonl"
     done = {t["trial"] for t in read_jsonl(log)} if log.exists() else set()
     sources: dict[str, Callable[[], Iterator[Trial]]] = {
-        "kill": lambda: kill_trials(out / "kill", kills, seed, done),
+        "kill": lambda: kill_trials(work / "kill", kills, seed, done),
         "ray": lambda: ray_trials(ray_runs, seed, done),
         "env-fuzz": lambda: env_fuzz_trials(fuzz_actions, seed, done),
         "cli-fuzz": lambda: cli_fuzz_trials(done, 40 if quick else None),
@@ -642,13 +645,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--campaigns", nargs="+", choices=CAMPAIGNS, default=list(CAMPAIGNS))
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "faults")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "faults",
+                        help="where the kill campaign's training runs go (hundreds of MB; default runs/faults)")
     parser.add_argument("--quick", action="store_true", help="CI size: 5 kills, 2 Ray runs, 700 actions, 40 CLI calls")
     parser.add_argument("--kills", type=int, help="kill trials (default 25; --quick 5)")
     parser.add_argument("--ray-runs", type=int, help="Ray trials (default 20; --quick 2)")
     parser.add_argument("--fuzz-actions", type=int, help="env-fuzz actions in all (default 10,000; --quick 700)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    trials = run_campaigns(args.out, args.campaigns, args.quick, args.seed,
+    trials = run_campaigns(args.out, args.work, args.campaigns, args.quick, args.seed,
                            args.kills or (5 if args.quick else 25), args.ray_runs or (2 if args.quick else 20),
                            args.fuzz_actions or (700 if args.quick else 10_000))
     rows = summarise(trials)
