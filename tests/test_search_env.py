@@ -174,6 +174,16 @@ def test_an_episode_search_invalid_answer() -> None:
     assert (reward, terminated, truncated, info["won"]) == (1.0, True, False, True)
 
 
+def test_the_plain_instruction_has_no_tags_nor_placeholders_and_the_same_question() -> None:
+    papers, plain = (demo_env(instruction=kind).reset(options={"task_index": 0})[1]["task"]
+                     for kind in ("search-r1", "plain"))
+    assert "<think>" in papers and "<search> query </search>" in papers
+    assert "<think>" not in plain and "<action>" not in plain and " query " not in plain
+    assert plain.rpartition("Question: ")[2] == papers.rpartition("Question: ")[2]
+    with pytest.raises(ValueError, match="instruction must be one of"):
+        demo_env(instruction="r1")
+
+
 def test_a_wrong_answer_and_the_turn_limit() -> None:
     env = demo_env(max_steps=2)
     env.reset(options={"task_index": 0})

@@ -506,9 +506,9 @@ def test_sft_tasks_limits_the_imitated_training_tasks(tiny_suite_name, textworld
     assert sorted(t.task_id for t in demos) == imitated
 
 
-@pytest.mark.parametrize("sft_tasks", [0, 3])
-def test_sft_tasks_outside_the_training_split_is_an_error(tiny_suite_name, textworld_suite, tmp_path: Path,
-                                                          sft_tasks: int):
-    config = _tiny_suite_config(tiny_suite_name, textworld_suite.cache_dir, tmp_path, sft_tasks)
+def test_sft_tasks_outside_the_training_split_is_an_error(tiny_suite_name, textworld_suite, tmp_path: Path):
+    config = _tiny_suite_config(tiny_suite_name, textworld_suite.cache_dir, tmp_path, 3)
     with pytest.raises(ValueError, match="sft.tasks must be between 1 and the 2 training tasks"):
         TrainingRun(config, log=lambda _: None).sft_tasks()
+    with pytest.raises(ValueError, match="sft.tasks must be > 0, got 0"):  # refused by the config itself
+        _tiny_suite_config(tiny_suite_name, textworld_suite.cache_dir, tmp_path, 0)

@@ -203,7 +203,7 @@ def test_the_config_selects_the_backend(tiny_model, monkeypatch: pytest.MonkeyPa
     ("policy.backend=sglang", "policy.backend must be one of ['hf', 'vllm'], got 'sglang'"),
     ("policy.vllm.placement=remote", "policy.vllm.placement must be one of ['colocated', 'split']"),
     ("policy.vllm.gpu_memory_utilization=1.5", "policy.vllm.gpu_memory_utilization must be in (0, 1]"),
-    ("policy.vllm.tensor_parallel_size=0", "policy.vllm.tensor_parallel_size must be >= 1"),
+    ("policy.vllm.tensor_parallel_size=0", "policy.vllm.tensor_parallel_size must be > 0"),
     ("train.mixed_precision=fp16", "train.mixed_precision must be one of ['no', 'bf16'], got 'fp16'"),
     ("policy.vllm.gpu_util=0.5", "Key 'gpu_util' not in 'VLLMSettings'"),
 ])

@@ -22,11 +22,11 @@ def register_envs() -> None:
         entry_point="agent_rl.envs.search.env:SearchEnv",
         kwargs={"corpus": str(DEMO_DIR / "corpus.jsonl"), "path": str(DEMO_DIR), "name": "python-docs demo"},
         description="Search-R1 QA on the Python Language Reference (373 passages; 16 train / 8 test hand-written "
-                    "questions), offline; kwargs: split=train|test, top_k (3), max_steps (4), expert",
+                    "questions), offline; kwargs: split=train|test, top_k (3), max_steps (4), expert, instruction=search-r1|plain",
     )
     register(
         "search/nq-v0",
         entry_point="agent_rl.envs.search.env:SearchEnv",
         description="Search-R1 QA on your data: corpus=<wiki-18-style .jsonl>, path=<QA .parquet/.jsonl, or a "
-                    "folder of {split}.parquet|jsonl>; kwargs: split, top_k (3), max_steps (4), expert, cache_dir",
+                    "folder of {split}.parquet|jsonl>; kwargs: split, top_k (3), max_steps (4), expert, cache_dir, instruction=search-r1|plain",
     )

@@ -37,6 +37,16 @@ INSTRUCTION = (
     "needed, you can directly provide the answer with <action><answer> answer </answer></action>, without detailed "
     "illustrations. For example, <action><answer> Beijing </answer></action>. Question: "
 )
+# Search-R1's instruction names placeholders ("<search> query </search>") and asks for <think>/<action> tags:
+# a small instruct model under the action-only protocol copies the placeholder words ("<search>query</search>",
+# experiments/README.md). "plain" says the same without tags and with a filled-in example instead.
+PLAIN_INSTRUCTION = (
+    "Answer the question. To look something up, write <search>, then the words to search for, then </search>: "
+    "the top passages come back between <information> and </information>. When you know the answer, write "
+    "<answer>, then the answer in a few words, then </answer>. For example: <search>capital city of France"
+    "</search>, then <answer>Paris</answer>. Question: "
+)
+INSTRUCTIONS = {"search-r1": INSTRUCTION, "plain": PLAIN_INSTRUCTION}
 TEMPLATES = ["<search>QUERY</search>", "<answer>ANSWER</answer>"]
 
 
@@ -68,8 +78,12 @@ class SearchEnv(TextEnv):
         expert: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         name: str = "",
+        instruction: str = "search-r1",
     ) -> None:
         super().__init__()
+        if instruction not in INSTRUCTIONS:
+            raise ValueError(f"instruction must be one of {sorted(INSTRUCTIONS)}, got {instruction!r}")
+        self.instruction = INSTRUCTIONS[instruction]
         if corpus is None or path is None:
             raise ValueError("SearchEnv needs corpus=<passages .jsonl> and path=<QA file, or folder with "
                              "{split}.parquet / {split}.jsonl>")
@@ -145,7 +159,7 @@ class SearchEnv(TextEnv):
             "won": False,
             "task_type": question.source,
             "task_id": question.id,
-            "task": to_printable(fold_accents(INSTRUCTION + question.question)),
+            "task": to_printable(fold_accents(self.instruction + question.question)),
             "tool_calls": self._searches,
             "action_valid": valid,
         }
