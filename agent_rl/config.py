@@ -310,14 +310,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"config file {str(path)!r} does not exist")
             layers.append((f"config file {str(path)!r}", _load_yaml(path)))
         layers += [(f"override {item!r}", OmegaConf.from_dotlist([item])) for item in overrides or []]
-        merged = layers[0][1]
-        for source, layer in layers[1:]:
-            merged = _merge(merged, layer, source)
+        merged = _merge_layers(layers)
         preset = algo_preset_path(str(merged.algo.name))
-        if preset is not None:  # under the file and overrides: merge again from the defaults with it second
-            merged = _merge(layers[0][1], _load_preset(preset), f"method preset {str(preset)!r}")
-            for source, layer in layers[1:]:
-                merged = _merge(merged, layer, source)
+        if preset is not None:  # under the file and overrides: merge again with it right above the defaults
+            layers.insert(1, (f"method preset {str(preset)!r}", _load_preset(preset)))
+            merged = _merge_layers(layers)
     except OmegaConfBaseException as err:
         raise ConfigError(f"bad configuration: {_first_line(err)}{_key_of(err)}") from err
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
@@ -331,11 +328,15 @@ def _key_of(err: OmegaConfBaseException) -> str:
     return f" (key {key})" if key else ""
 
 
-def _merge(base: Any, layer: Any, source: str) -> Any:
-    try:
-        return OmegaConf.merge(base, layer)
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"{source}: {_first_line(err)}{_key_of(err)}") from err
+def _merge_layers(layers: list[tuple[str, Any]]) -> Any:
+    """Merge (source, layer) pairs in order; an error names the source of the layer that caused it."""
+    merged = layers[0][1]
+    for source, layer in layers[1:]:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{source}: {_first_line(err)}{_key_of(err)}") from err
+    return merged
 
 
 def _load_preset(path: Path) -> DictConfig:

@@ -64,7 +64,8 @@ class EnvSpec:
                 for p in inspect.signature(self.factory()).parameters.values() if p.kind is not p.VAR_POSITIONAL]
 
     def takes(self, argument: str) -> bool:
-        return argument in self.parameters() or any(p.startswith("**") for p in self.parameters())
+        parameters = self.parameters()
+        return argument in parameters or any(p.startswith("**") for p in parameters)
 
 
 _REGISTRY: dict[str, EnvSpec] = {}

@@ -33,6 +33,7 @@ import importlib.util
 import io
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -96,9 +98,14 @@ def _train_command(out: Path, phase_file: Path, resume: bool) -> tuple[list[str]
     return argv + (["--resume"] if resume else []), env
 
 
+def phase_file_of(run: Path) -> Path:
+    """Where the run in `run` announces its phases: beside it, so deleting the run keeps the announcements."""
+    return run.parent / f"{run.name}.phases"
+
+
 def run_training(out: Path, resume: bool = False) -> list[tuple[str, float]]:
     """Run the kill campaign's training to its end; the phases it announced, (name, monotonic time)."""
-    phase_file = out.parent / f"{out.name}.phases"
+    phase_file = phase_file_of(out)
     argv, env = _train_command(out, phase_file, resume)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -128,7 +135,7 @@ def phase_durations(phases: list[tuple[str, float]]) -> dict[str, list[float]]:
 
 def kill_during(out: Path, phase: str, occurrence: int, delay_s: float) -> str:
     """Start the run, SIGKILL it `delay_s` into the `occurrence`-th (0-based) start of `phase`; what it left."""
-    phase_file = out.parent / f"{out.name}.phases"
+    phase_file = phase_file_of(out)
     argv, env = _train_command(out, phase_file, resume=False)
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -196,12 +203,10 @@ def kill_trials(out: Path, kills: int, seed: int, done: set[str]) -> Iterator[Tr
     """`kills` trials spread over the phases (rollout, update and checkpoint first), each against one reference."""
     reference = out / "reference"
     if not (reference / "report.done").exists():
-        import shutil
-
         shutil.rmtree(reference, ignore_errors=True)
         run_training(reference)
         (reference / "report.done").write_text("")
-    durations = phase_durations(read_phases(out / "reference.phases"))
+    durations = phase_durations(read_phases(phase_file_of(reference)))
     rng = random.Random(seed)
     for k in range(kills):
         phase = PHASES[k % len(PHASES)] if kills >= len(PHASES) else PHASES[k % 3]
@@ -212,10 +217,8 @@ def kill_trials(out: Path, kills: int, seed: int, done: set[str]) -> Iterator[Tr
             continue
         start = time.monotonic()
         run = out / name
-        import shutil
-
         shutil.rmtree(run, ignore_errors=True)
-        (out / f"{name}.phases").unlink(missing_ok=True)
+        phase_file_of(run).unlink(missing_ok=True)
         killed = kill_during(run, phase, occurrence, delay)
         try:
             run_training(run, resume=True)
@@ -269,12 +272,11 @@ def ray_trials(trials: int, seed: int, done: set[str]) -> Iterator[Trial]:
                     protocol = EvalProtocol(env_id="keydoor/corridor-v0", split="test", policy="expert",
                                             seeds=(0, 1), episodes_per_seed=12, catalog_size=64, max_steps=30,
                                             success_definition="won", task_set="keydoor")
-                    with _patched(harness, "Collector", recording_collector):
+                    with mock.patch.object(harness, "Collector", recording_collector):
                         evaluate(make_env, policy, protocol, HistoryMemory(), tmp, 24, workers=workers)
                     trajectories = read_trajectories(tmp / "episodes.jsonl")
                     expected = [s.traj_id for s in harness.episode_specs(64, [0, 1], 12)]
             hits = policy.hits
-            pids = [pid for _, pid in hits]
             ids = [t.traj_id for t in trajectories]
             problems = []
             if ids != expected:
@@ -284,7 +286,7 @@ def ray_trials(trials: int, seed: int, done: set[str]) -> Iterator[Trial]:
             lost = [t.traj_id for t in trajectories if not t.success and "env_error" not in t.metadata]
             if lost:
                 problems.append(f"{len(lost)} episodes neither won nor marked env_error")
-            left = [pid for pid in set(pids) if _alive(pid)]
+            left = sorted({pid for _, pid in hits if _alive(pid)})
             if left:
                 problems.append(f"workers left behind: {left}")
             errors = sum("env_error" in t.metadata for t in trajectories)
@@ -327,16 +329,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
-
-
-@contextlib.contextmanager
-def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    saved = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, saved)
 
 
 @contextlib.contextmanager
@@ -515,14 +507,11 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     from agent_rl.eval import runner
     from agent_rl.train import pipeline
 
-    def accepted(*_: Any, **__: Any) -> None:
-        raise Accepted()
-
     stderr = io.StringIO()
-    saved = pipeline.TrainingRun.run, runner.evaluate
-    pipeline.TrainingRun.run, runner.evaluate = accepted, accepted  # type: ignore[method-assign, assignment]
     try:
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        with (mock.patch.object(pipeline.TrainingRun, "run", side_effect=Accepted),
+              mock.patch.object(runner, "evaluate", side_effect=Accepted),
+              contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO())):
             code = cli.main(argv)
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
@@ -533,8 +522,6 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
         stderr.write(traceback.format_exc())
         code = 1
-    finally:
-        pipeline.TrainingRun.run, runner.evaluate = saved  # type: ignore[method-assign]
     return code, stderr.getvalue()
 
 

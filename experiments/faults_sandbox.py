@@ -135,6 +135,11 @@ class UnixServer:
             os.unlink(self.address)
 
 
+def argv_of(command: str | list[str]) -> list[str]:
+    """A trial's command as an argv: a string is a bash script, a list is an argv already."""
+    return ["bash", "-c", command] if isinstance(command, str) else command
+
+
 class Campaign:
     """The host-side fixtures (canaries, servers, a folder anyone may write) and the trials that use them."""
 
@@ -184,9 +189,8 @@ class Campaign:
 
     def run(self, command: str | list[str], **limits: float) -> CommandResult:
         """One command in a fresh sandbox: a string is a bash script, a list an argv."""
-        argv = ["bash", "-c", command] if isinstance(command, str) else command
         with self.box(**limits) as sandbox:
-            return sandbox.run(argv)
+            return sandbox.run(argv_of(command))
 
     # --- each family: (name, check, in the quick campaign)
 
@@ -195,7 +199,7 @@ class Campaign:
             def check() -> tuple[bool, str]:
                 with self.box(**limits) as sandbox:
                     start = time.monotonic()
-                    result = sandbox.run(["bash", "-c", command] if isinstance(command, str) else command)
+                    result = sandbox.run(argv_of(command))
                     took = time.monotonic() - start
                     # the sandbox goes on (a full workspace still reports itself: the exit code says it ran)
                     alive = sandbox.run(["bash", "-c", "echo alive"]).exit_code == 0
@@ -213,7 +217,7 @@ class Campaign:
         def failed(command: str | list[str], **limits: float) -> Check:
             def check() -> tuple[bool, str]:
                 with self.box(**limits) as sandbox:
-                    result = sandbox.run(["bash", "-c", command] if isinstance(command, str) else command)
+                    result = sandbox.run(argv_of(command))
                     alive = sandbox.run(["bash", "-c", "echo alive"]).ok
                 return not result.ok and alive, first_line(result)
             return check
@@ -226,7 +230,7 @@ class Campaign:
         def capped(command: str | list[str]) -> Check:
             def check() -> tuple[bool, str]:
                 with self.box(file_mb=1) as sandbox:
-                    result = sandbox.run(["bash", "-c", command] if isinstance(command, str) else command)
+                    result = sandbox.run(argv_of(command))
                     size = (sandbox.workspace / "big").stat().st_size if (sandbox.workspace / "big").exists() else 0
                 return size <= 2**20, f"big is {size} bytes, cap {2**20}; {first_line(result)}"
             return check
@@ -243,7 +247,7 @@ class Campaign:
         def bomb(command: str | list[str]) -> Check:
             def check() -> tuple[bool, str]:
                 with self.box(max_processes=32, timeout_s=4) as sandbox:
-                    result = sandbox.run(["bash", "-c", command] if isinstance(command, str) else command)
+                    result = sandbox.run(argv_of(command))
                     left = processes_of(self.name + "_bomb", sandbox.uid)
                     alive = sandbox.run(["bash", "-c", "echo alive"]).ok
                 return not left and alive, f"{first_line(result)}; {len(left)} processes left"
@@ -290,7 +294,7 @@ class Campaign:
             def check() -> tuple[bool, str]:
                 with self.box(timeout_s=15) as sandbox:
                     (sandbox.workspace / "mine.txt").write_text("mine")
-                    result = sandbox.run(["bash", "-c", command] if isinstance(command, str) else command)
+                    result = sandbox.run(argv_of(command))
                     own_gone = not (sandbox.workspace / "mine.txt").exists()
                 kept = self.target.read_text() == "original" and Path(PY).exists() and Path("/bin/sh").exists()
                 return kept and own_gone, f"{first_line(result)}; host kept: {kept}; own file deleted: {own_gone}"
@@ -467,7 +471,7 @@ class Campaign:
             def check() -> tuple[bool, str]:
                 with self.box(**limits) as sandbox:
                     start = time.monotonic()
-                    result = sandbox.run(["bash", "-c", command] if isinstance(command, str) else command)
+                    result = sandbox.run(argv_of(command))
                     took = time.monotonic() - start
                     left = processes_of(marker, sandbox.uid)  # right when the command has returned
                 for pid in left:  # a failed trial must not leak into the next ones

@@ -26,6 +26,12 @@ from agent_rl.rollout.protocols import protocol_of
 from agent_rl.train.checkpoint import list_checkpoints
 
 
+def policy_model_dir(policy: str) -> Path:
+    """The model a `--policy` path names: a model folder, a checkpoint or a run (its newest checkpoint)."""
+    path = Path(policy).expanduser()
+    return resolve_model_dir(path) if path.exists() else path
+
+
 def resolve_model_dir(path: Path) -> Path:
     """A model directory, a checkpoint (`iter-*/model`), or a training run (its newest checkpoint)."""
     if (path / "model" / "config.json").exists():
@@ -59,8 +65,7 @@ def build_policy(name: str, args: argparse.Namespace) -> tuple[Policy, dict[str,
     from agent_rl.policy.hf import HFPolicy, load_model_and_tokenizer
     from agent_rl.train.pipeline import resolve_device
 
-    path = Path(name).expanduser()
-    model_dir = resolve_model_dir(path) if path.exists() else path
+    model_dir = policy_model_dir(name)
     model, tokenizer = load_model_and_tokenizer(str(model_dir), device=resolve_device("auto"))
     return HFPolicy(model, tokenizer, args.temperature, args.max_new_tokens), {}, str(model_dir)
 
@@ -136,8 +141,7 @@ def run_eval(args: argparse.Namespace) -> Path:
     split = {"split": args.split} if env_spec.takes("split") else {}  # single-set envs (your own games) have none
     env_kwargs = {**parse_env_args(args.env_arg), **split}
     if args.policy not in NON_DECODING_POLICIES and not args.policy.startswith(("http:", "https:")):
-        path = Path(args.policy).expanduser()
-        check_model_path(str(resolve_model_dir(path) if path.exists() else path))
+        check_model_path(str(policy_model_dir(args.policy)))
     tasks = describe_tasks(functools.partial(make, args.env, **env_kwargs))  # bad env args fail here, before the model
     policy, policy_env_kwargs, label = build_policy(args.policy, args)
     env_kwargs = {**env_kwargs, **policy_env_kwargs}
